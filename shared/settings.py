@@ -1,0 +1,110 @@
+"""Settings: read once from the process environment and `local.settings.json` into one typed object.
+
+Process environment variables win over `local.settings.json` values, as with Core Tools. A
+missing or malformed required setting raises `SettingsError` with one line naming it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+LOCAL_SETTINGS_FILE = "local.settings.json"
+
+
+class SettingsError(RuntimeError):
+    """A required setting is missing or malformed; the message names it in one line."""
+
+
+class Settings(BaseModel):
+    """Every setting the app reads, with its default. Field aliases are the app-setting names."""
+
+    model_config = ConfigDict(populate_by_name=True, frozen=True, extra="ignore")
+
+    # Meta
+    facebook_app_id: str = Field("", alias="FACEBOOK_APP_ID")
+    facebook_app_secret: str = Field(alias="FACEBOOK_APP_SECRET", min_length=1)
+    facebook_app_secret_previous: str = Field("", alias="FACEBOOK_APP_SECRET_PREVIOUS")
+    facebook_verify_token: str = Field(alias="FACEBOOK_VERIFY_TOKEN", min_length=1)
+    facebook_access_token: str = Field(alias="FACEBOOK_ACCESS_TOKEN", min_length=1)
+    facebook_page_ids: tuple[str, ...] = Field((), alias="FACEBOOK_PAGE_IDS")
+    facebook_graph_url: str = Field("https://graph.facebook.com", alias="FACEBOOK_GRAPH_URL")
+    facebook_graph_version: str = Field("v26.0", alias="FACEBOOK_GRAPH_VERSION", pattern=r"^v\d+\.\d+$")
+    graph_timeout_seconds: float = Field(10.0, alias="GRAPH_TIMEOUT_SECONDS", gt=0, le=120)
+
+    # Azure Storage (queues, rate-limit and counter tables)
+    azure_webjobs_storage: str = Field(alias="AzureWebJobsStorage", min_length=1)
+    leads_queue: str = Field("leads-inbound", alias="LEADS_QUEUE_NAME")
+    notifications_queue: str = Field("notifications", alias="NOTIFICATIONS_QUEUE_NAME")
+    queue_timeout_seconds: float = Field(5.0, alias="QUEUE_TIMEOUT_SECONDS", gt=0, le=60)
+    key_vault_url: str = Field("", alias="KEY_VAULT_URL")
+
+    # Store
+    store_backend: Literal["sqlite", "mssql"] = Field("sqlite", alias="STORE_BACKEND")
+    sqlite_path: str = Field(".devdata/leads.db", alias="SQLITE_PATH")
+    sql_connection_string: str = Field("", alias="SQL_CONNECTION_STRING")
+    store_timeout_seconds: float = Field(15.0, alias="STORE_TIMEOUT_SECONDS", gt=0, le=120)
+
+    # Webhook and ingestion
+    webhook_max_body_bytes: int = Field(1024 * 1024, alias="WEBHOOK_MAX_BODY_BYTES", gt=0)
+    ingest_max_attempts: int = Field(40, alias="INGEST_MAX_ATTEMPTS", ge=1, le=1000)
+    retry_base_seconds: float = Field(5.0, alias="RETRY_BASE_SECONDS", ge=0)
+    retry_max_seconds: float = Field(3600.0, alias="RETRY_MAX_SECONDS", gt=0, le=7 * 24 * 3600)
+
+    @field_validator("facebook_page_ids", mode="before")
+    @classmethod
+    def _split_page_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("facebook_graph_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @property
+    def app_secrets(self) -> tuple[str, ...]:
+        """The app secrets a webhook signature may match: current first, then the previous one."""
+        return tuple(s for s in (self.facebook_app_secret, self.facebook_app_secret_previous) if s)
+
+
+def read_local_settings(directory: str | os.PathLike[str] = ".") -> dict[str, str]:
+    """The `Values` of `local.settings.json` in `directory`, or nothing when the file is absent."""
+    path = Path(directory) / LOCAL_SETTINGS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SettingsError(f"{path}: not readable JSON ({exc})") from exc
+    values = document.get("Values", {}) if isinstance(document, dict) else {}
+    return {str(k): str(v) for k, v in values.items()}
+
+
+def load_settings(environ: Mapping[str, str] | None = None, directory: str | os.PathLike[str] = ".") -> Settings:
+    """Build the settings from `local.settings.json` overlaid by the environment; fail on the first bad one."""
+    merged: dict[str, str] = dict(read_local_settings(directory))
+    merged.update(os.environ if environ is None else environ)
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "?"
+        name = Settings.model_fields[field].alias if field in Settings.model_fields else field
+        kind = "missing" if first["type"] == "missing" else "malformed"
+        raise SettingsError(f"setting {name} is {kind}: {first['msg']}") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read on first use (never at import time)."""
+    return load_settings()
