@@ -8,22 +8,9 @@ from __future__ import annotations
 
 import os
 
-AZURITE_ACCOUNT_KEY = (
-    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-)
+from shared.queues.connection import AZURITE_ACCOUNT_KEY, azurite_connection_string
 
-
-def azurite_connection_string(host: str = "127.0.0.1", blob: int = 10000, queue: int = 10001, table: int = 10002) -> str:
-    """The well-known Azurite development account, with explicit endpoints."""
-    account = "devstoreaccount1"
-    return (
-        "DefaultEndpointsProtocol=http;"
-        f"AccountName={account};AccountKey={AZURITE_ACCOUNT_KEY};"
-        f"BlobEndpoint=http://{host}:{blob}/{account};"
-        f"QueueEndpoint=http://{host}:{queue}/{account};"
-        f"TableEndpoint=http://{host}:{table}/{account};"
-    )
-
+__all__ = ["AZURITE_ACCOUNT_KEY", "LOCAL_DEFAULTS", "apply_local_defaults", "azurite_connection_string"]
 
 LOCAL_DEFAULTS: dict[str, str] = {
     "FUNCTIONS_WORKER_RUNTIME": "python",

@@ -40,13 +40,11 @@ class Settings(BaseModel):
 
     # Azure Storage (queues, rate-limit and counter tables)
     azure_webjobs_storage: str = Field(alias="AzureWebJobsStorage", min_length=1)
-    leads_queue: str = Field("leads-inbound", alias="LEADS_QUEUE_NAME")
-    notifications_queue: str = Field("notifications", alias="NOTIFICATIONS_QUEUE_NAME")
     queue_timeout_seconds: float = Field(5.0, alias="QUEUE_TIMEOUT_SECONDS", gt=0, le=60)
     key_vault_url: str = Field("", alias="KEY_VAULT_URL")
 
     # Store
-    store_backend: Literal["sqlite", "mssql"] = Field("sqlite", alias="STORE_BACKEND")
+    store_backend: Literal["sqlite"] = Field("sqlite", alias="STORE_BACKEND")
     sqlite_path: str = Field(".devdata/leads.db", alias="SQLITE_PATH")
     sql_connection_string: str = Field("", alias="SQL_CONNECTION_STRING")
     store_timeout_seconds: float = Field(15.0, alias="STORE_TIMEOUT_SECONDS", gt=0, le=120)

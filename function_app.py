@@ -1,0 +1,12 @@
+"""The function app: wiring only. Every trigger lives in a blueprint under `functions/`."""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from functions import ingest, ops, webhook
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+app.register_functions(webhook.bp)
+app.register_functions(ingest.bp)
+app.register_functions(ops.bp)

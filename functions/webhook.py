@@ -1,0 +1,33 @@
+"""`GET|POST /api/webhook/facebook/leads` (anonymous; the HMAC signature is the authentication)."""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from shared.services import get_services
+from shared.webhook.handshake import answer_handshake
+from shared.webhook.intake import receive_webhook
+
+bp = func.Blueprint()
+
+
+@bp.function_name("facebook_leads_webhook")
+@bp.route(route="webhook/facebook/leads", methods=["GET", "POST"], auth_level=func.AuthLevel.ANONYMOUS)
+def facebook_leads_webhook(req: func.HttpRequest) -> func.HttpResponse:
+    """Handshake on GET; on POST verify, enqueue one message per leadgen change, answer after."""
+    services = get_services()
+    settings = services.settings
+    if req.method.upper() == "GET":
+        challenge = answer_handshake(req.params, settings.facebook_verify_token)
+        if challenge is None:
+            return func.HttpResponse("verification failed", status_code=403, mimetype="text/plain")
+        return func.HttpResponse(challenge, status_code=200, mimetype="text/plain")
+    result = receive_webhook(
+        req.get_body(),
+        req.headers.get("X-Hub-Signature-256"),
+        settings.app_secrets,
+        services.sender,
+        settings.webhook_max_body_bytes,
+        services.count_ignored,
+    )
+    return func.HttpResponse(result.body, status_code=result.status, mimetype="application/json")

@@ -1,0 +1,79 @@
+"""Day counters in Azure Table Storage, shared by every instance (for example ignored webhook content).
+
+One entity per (UTC day, counter name); increments use optimistic concurrency on the ETag, so
+concurrent instances never lose a count.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from shared.queues.connection import expand_connection_string
+from shared.queues.names import COUNTERS_TABLE
+
+if TYPE_CHECKING:
+    from azure.data.tables import TableClient
+
+_UNSAFE = re.compile(r"[/\\#?\x00-\x1f\x7f]")
+
+
+class TableCounters:
+    """Named per-day counters; `increment` is safe across processes."""
+
+    def __init__(self, connection_string: str, table: str = COUNTERS_TABLE, timeout_seconds: float = 5.0) -> None:
+        self._connection_string = expand_connection_string(connection_string)
+        self._table = table
+        self._timeout = timeout_seconds
+        self._client: TableClient | None = None
+        self._lock = threading.Lock()
+
+    def _table_client(self) -> TableClient:
+        with self._lock:
+            if self._client is None:
+                from azure.data.tables import TableServiceClient
+
+                service = TableServiceClient.from_connection_string(
+                    self._connection_string,
+                    connection_timeout=self._timeout,
+                    read_timeout=self._timeout,
+                    retry_total=2,
+                )
+                self._client = service.create_table_if_not_exists(self._table)
+            return self._client
+
+    def increment(self, name: str, by: int = 1, day: datetime | None = None) -> int:
+        """Add `by` to today's counter `name` and return its new value."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+
+        client = self._table_client()
+        partition = (day or datetime.now(UTC)).strftime("%Y-%m-%d")
+        row = _UNSAFE.sub("_", name)[:200]
+        for _ in range(20):
+            try:
+                entity = client.get_entity(partition, row)
+            except ResourceNotFoundError:
+                try:
+                    client.create_entity({"PartitionKey": partition, "RowKey": row, "count": by})
+                    return by
+                except ResourceExistsError:
+                    continue
+            value = int(entity.get("count", 0)) + by
+            entity["count"] = value
+            try:
+                client.update_entity(
+                    entity, etag=entity.metadata["etag"], match_condition=MatchConditions.IfNotModified
+                )
+                return value
+            except ResourceModifiedError:
+                continue
+        raise RuntimeError(f"counter {row} stayed contended")
+
+    def totals(self, day: datetime | None = None) -> dict[str, int]:
+        """Every counter of one UTC day (today by default)."""
+        partition = (day or datetime.now(UTC)).strftime("%Y-%m-%d")
+        entities = self._table_client().query_entities("PartitionKey eq @pk", parameters={"pk": partition})
+        return {str(e["RowKey"]): int(e.get("count", 0)) for e in entities}

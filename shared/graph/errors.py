@@ -1,0 +1,85 @@
+"""Map a Graph API error response to the agent's exception hierarchy (decide by `error.code`).
+
+Throttling comes back as HTTP 400 with codes 4/17/32/613/80001/80005…, never 429; the regain
+time is read from `X-Business-Use-Case-Usage` (minutes) when present.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from shared.errors import (
+    GraphPermissionDenied,
+    GraphThrottled,
+    GraphUnavailable,
+    LeadAgentError,
+    LeadNotFetchable,
+    TokenInvalid,
+)
+
+THROTTLE_CODES = frozenset({4, 17, 32, 341, 613, 80000, 80001, 80002, 80003, 80004, 80005, 80006, 80008, 80009, 80014})
+TEMPORARY_CODES = frozenset({1, 2, 368})
+TOKEN_CODES = frozenset({102, 190, 463, 467})
+DEFAULT_THROTTLE_SECONDS = 60.0
+
+
+def regain_seconds(headers: Mapping[str, str]) -> float:
+    """The longest `estimated_time_to_regain_access` (minutes) in the BUC header, in seconds."""
+    raw = _header(headers, "X-Business-Use-Case-Usage")
+    longest = 0.0
+    if raw:
+        try:
+            usage = json.loads(raw)
+        except ValueError:
+            usage = {}
+        if isinstance(usage, dict):
+            for items in usage.values():
+                for item in items if isinstance(items, list) else []:
+                    if isinstance(item, dict):
+                        minutes = item.get("estimated_time_to_regain_access") or 0
+                        if isinstance(minutes, int | float):
+                            longest = max(longest, float(minutes) * 60)
+    return longest
+
+
+def classify_error(status: int, payload: Any, headers: Mapping[str, str]) -> LeadAgentError:
+    """The exception for a non-2xx Graph answer; unknown 4xx errors are permanent for the lead."""
+    error = payload.get("error") if isinstance(payload, dict) else None
+    error = error if isinstance(error, dict) else {}
+    code = _int(error.get("code"))
+    subcode = _int(error.get("error_subcode"))
+    trace = error.get("fbtrace_id") or "-"
+    text = f"Graph error code={code} subcode={subcode} status={status} fbtrace_id={trace}: {error.get('message', '')}"
+    text = text[:500]
+    if code in THROTTLE_CODES:
+        return GraphThrottled(text, regain_seconds(headers) or DEFAULT_THROTTLE_SECONDS)
+    if code in TOKEN_CODES or (code is not None and code == 190):
+        return TokenInvalid(text, code=code or 190, subcode=subcode)
+    if code == 10 or (code is not None and 200 <= code <= 299):
+        return GraphPermissionDenied(text)
+    if status >= 500 or code in TEMPORARY_CODES or status == 429:
+        return GraphUnavailable(text)
+    if code == 100:
+        return LeadNotFetchable(text)
+    if status in (401, 403):
+        return TokenInvalid(text, code=code or status, subcode=subcode)
+    return LeadNotFetchable(text)
+
+
+def _int(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    for key, value in headers.items():
+        if key.lower() == name.lower():
+            return value
+    return None

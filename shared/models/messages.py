@@ -1,0 +1,68 @@
+"""Queue messages: one lead change on `leads-inbound`, and the dead-letter envelope on `-poison`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.models.envelope import GraphId
+
+LeadSource = Literal["webhook", "polling", "reprocess"]
+MESSAGE_VERSION = 1
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class LeadMessage(BaseModel):
+    """One lead to ingest. `attempt` counts our own delayed retries (not the host's dequeue count)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    v: int = MESSAGE_VERSION
+    kind: Literal["lead"] = "lead"
+    facebook_lead_id: GraphId
+    page_id: GraphId | None = None
+    form_id: GraphId | None = None
+    ad_id: GraphId | None = None
+    created_time: int | None = None
+    source: LeadSource = "webhook"
+    received_at: datetime = Field(default_factory=utc_now)
+    attempt: int = Field(0, ge=0)
+    event: dict[str, Any] | None = None
+    lead: dict[str, Any] | None = None
+    last_error: str | None = None
+
+    def to_text(self) -> str:
+        """Compact JSON, the queue message text before the host's base64."""
+        return self.model_dump_json(exclude_none=True)
+
+
+class DeadLetterInfo(BaseModel):
+    """Why a message was dead-lettered: the poison queue carries no reason of its own."""
+
+    reason: str
+    stage: Literal["webhook", "ingest", "notify"]
+    error_type: str
+    attempts: int = 0
+    failed_at: datetime = Field(default_factory=utc_now)
+    facebook_lead_id: str | None = None
+    failed_event_id: int | None = None
+
+
+class DeadLetter(BaseModel):
+    """The body we put on `<queue>-poison`: the reason, and the message or raw body that failed."""
+
+    dead_letter: DeadLetterInfo
+    message: dict[str, Any] | None = None
+    raw_body: str | None = None
+    raw_body_encoding: Literal["utf-8", "zlib+base64"] | None = None
+    raw_body_truncated: bool = False
+    raw_body_size: int | None = None
+    raw_body_sha256: str | None = None
+
+    def to_text(self) -> str:
+        return self.model_dump_json(exclude_none=True)

@@ -1,0 +1,13 @@
+"""Queue and table names shared by the code, host.json consumers and the Bicep."""
+
+from __future__ import annotations
+
+LEADS_QUEUE = "leads-inbound"
+NOTIFICATIONS_QUEUE = "notifications"
+POISON_SUFFIX = "-poison"
+COUNTERS_TABLE = "webhookcounters"
+
+
+def poison_queue(queue: str) -> str:
+    """The host's dead-letter twin of `queue`."""
+    return queue + POISON_SUFFIX

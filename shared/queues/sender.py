@@ -1,0 +1,101 @@
+"""Send queue messages the way the Functions host reads them: base64 text, with a visibility delay.
+
+Every call has a connect/read timeout and a short retry, so an unreachable storage account
+surfaces as `QueueUnavailable` within seconds, never as a hang.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import suppress
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from shared.errors import QueueUnavailable
+from shared.queues.connection import expand_connection_string
+
+if TYPE_CHECKING:
+    from azure.storage.queue import QueueClient
+
+MAX_VISIBILITY_SECONDS = 7 * 24 * 3600 - 60
+_POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="enqueue")
+
+
+class QueueSender:
+    """Sends text messages to named queues; creates a queue on first use when it is missing."""
+
+    def __init__(self, connection_string: str, timeout_seconds: float = 5.0) -> None:
+        self._connection_string = expand_connection_string(connection_string)
+        self._timeout = timeout_seconds
+        self._clients: dict[str, QueueClient] = {}
+        self._lock = threading.Lock()
+
+    def client(self, queue: str) -> QueueClient:
+        """The cached client of `queue`, base64-encoding like the host expects."""
+        with self._lock:
+            existing = self._clients.get(queue)
+            if existing is not None:
+                return existing
+            from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
+
+            created = QueueClient.from_connection_string(
+                self._connection_string,
+                queue,
+                message_encode_policy=TextBase64EncodePolicy(),
+                message_decode_policy=TextBase64DecodePolicy(),
+                connection_timeout=self._timeout,
+                read_timeout=self._timeout,
+                retry_total=2,
+                retry_backoff_factor=0.2,
+                retry_backoff_max=1,
+            )
+            self._clients[queue] = created
+            return created
+
+    def send(self, queue: str, text: str, delay_seconds: float = 0) -> str:
+        """Put `text` on `queue`, invisible for `delay_seconds`; return the message id.
+
+        Returns only after the service acknowledged the message (it is durable then).
+        Raises `QueueUnavailable` when it could not be stored.
+        """
+        from azure.core.exceptions import AzureError, ResourceNotFoundError
+
+        delay = max(0, min(round(delay_seconds), MAX_VISIBILITY_SECONDS))
+        kwargs: dict[str, Any] = {"visibility_timeout": delay or None, "time_to_live": -1, "timeout": int(self._timeout)}
+        client = self.client(queue)
+        try:
+            try:
+                return str(client.send_message(text, **kwargs).id)
+            except ResourceNotFoundError:
+                self._create(client)
+                return str(client.send_message(text, **kwargs).id)
+        except AzureError as exc:
+            raise QueueUnavailable(f"queue {queue} unavailable: {type(exc).__name__}") from exc
+
+    def send_many(self, queue: str, texts: Sequence[str]) -> list[str]:
+        """Send every text concurrently; return ids in order. Raises if any one failed."""
+        if len(texts) == 1:
+            return [self.send(queue, texts[0])]
+        futures = [_POOL.submit(self.send, queue, text) for text in texts]
+        return [future.result() for future in futures]
+
+    def ping(self, queue: str) -> None:
+        """Raise `QueueUnavailable` unless the queue service answers (creates the queue if missing)."""
+        from azure.core.exceptions import AzureError, ResourceNotFoundError
+
+        client = self.client(queue)
+        try:
+            try:
+                client.get_queue_properties(timeout=int(self._timeout))
+            except ResourceNotFoundError:
+                self._create(client)
+        except AzureError as exc:
+            raise QueueUnavailable(f"queue {queue} unavailable: {type(exc).__name__}") from exc
+
+    @staticmethod
+    def _create(client: QueueClient) -> None:
+        from azure.core.exceptions import ResourceExistsError
+
+        with suppress(ResourceExistsError):
+            client.create_queue()

@@ -1,0 +1,298 @@
+"""The storage flow, independent of the database: backends supply transactions and statements.
+
+Exactly-once is decided by one write: the insert into `leads`, guarded by the unique constraint
+on `facebook_lead_id`. "Already there" is a normal, typed outcome (`AlreadyStored`), never an
+exception that escapes. The raw event, the raw Graph response, the lead row and its audit row
+commit in one transaction or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+
+class Cursor(Protocol):
+    """The part of a DB-API cursor the flow uses (sqlite3 and pyodbc both qualify; qmark params)."""
+
+    def execute(self, sql: str, params: Sequence[Any] = ..., /) -> Any: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema version: statements applied together, in order, in one transaction."""
+
+    version: int
+    statements: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Statements:
+    """Every SQL statement the flow runs; `?` placeholders in the order the flow passes values."""
+
+    ensure_migrations_table: str
+    current_version: str
+    record_version: str
+    insert_lead: str
+    insert_raw_lead: str
+    insert_audit: str
+    lead_exists: str
+    last_leads: str
+    insert_failed_event: str
+    ping: str
+
+
+@dataclass(frozen=True)
+class Stored:
+    """The lead was new and is now committed."""
+
+    facebook_lead_id: str
+
+
+@dataclass(frozen=True)
+class AlreadyStored:
+    """The lead was stored before; nothing was written but the duplicate's audit row."""
+
+    facebook_lead_id: str
+
+
+StoreOutcome = Stored | AlreadyStored
+
+
+@dataclass(frozen=True)
+class FailedEvent:
+    """A dead letter as `failed_events` keeps it (no PII: ids, reason, the queue payload)."""
+
+    queue: str
+    stage: str
+    error: str
+    attempts: int
+    payload: str
+    facebook_lead_id: str | None = None
+    failed_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+LEAD_COLUMNS = (
+    "facebook_lead_id",
+    "page_id",
+    "form_id",
+    "ad_id",
+    "ad_name",
+    "adset_id",
+    "adset_name",
+    "campaign_id",
+    "campaign_name",
+    "created_time",
+    "is_organic",
+    "platform",
+    "source",
+    "email",
+    "full_name",
+    "phone_number",
+    "fields_json",
+    "disclaimers_json",
+    "stored_at",
+)
+LAST_LEAD_COLUMNS = (
+    "facebook_lead_id",
+    "page_id",
+    "form_id",
+    "ad_id",
+    "created_time",
+    "source",
+    "email",
+    "full_name",
+    "phone_number",
+    "fields_json",
+)
+
+
+class StoreBackend(ABC):
+    """What a database must supply: transactions, its statements, and its error vocabulary.
+
+    Both context managers raise `StoreUnavailable` when the database cannot be reached.
+    """
+
+    statements: Statements
+    migrations: tuple[Migration, ...]
+
+    @abstractmethod
+    def write(self) -> AbstractContextManager[Cursor]:
+        """A write transaction: commits when the block ends normally, rolls back otherwise."""
+
+    @abstractmethod
+    def read(self) -> AbstractContextManager[Cursor]:
+        """A cursor for reads."""
+
+    @abstractmethod
+    def is_duplicate_key(self, exc: BaseException) -> bool:
+        """Whether `exc` is a unique-constraint violation."""
+
+    @abstractmethod
+    def to_db_time(self, value: datetime) -> Any:
+        """A UTC datetime as the database stores it."""
+
+    @abstractmethod
+    def from_db_time(self, value: Any) -> datetime:
+        """A stored time back as an aware UTC datetime."""
+
+
+def iso_utc(value: datetime) -> str:
+    """ISO 8601 in UTC with a `Z`: `2026-11-27T12:00:00Z`."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class LeadStore:
+    """The agent's storage, over any `StoreBackend`."""
+
+    def __init__(self, backend: StoreBackend) -> None:
+        self.backend = backend
+        self._statements = backend.statements
+
+    def migrate(self) -> int:
+        """Apply every migration not yet applied, each in its own transaction; return the version.
+
+        Safe when several processes start at once: each migration re-checks the version inside
+        its write transaction.
+        """
+        s = self._statements
+        with self.backend.write() as cur:
+            cur.execute(s.ensure_migrations_table)
+        version = 0
+        for migration in self.backend.migrations:
+            with self.backend.write() as cur:
+                cur.execute(s.current_version)
+                row = cur.fetchone()
+                version = int(row[0] or 0) if row else 0
+                if migration.version <= version:
+                    continue
+                for statement in migration.statements:
+                    cur.execute(statement)
+                cur.execute(s.record_version, (migration.version, self.backend.to_db_time(datetime.now(UTC))))
+                version = migration.version
+        return version
+
+    def schema_version(self) -> int:
+        with self.backend.read() as cur:
+            cur.execute(self._statements.current_version)
+            row = cur.fetchone()
+            return int(row[0] or 0) if row else 0
+
+    def has_lead(self, facebook_lead_id: str) -> bool:
+        """Whether the lead is stored (a hint to skip a Graph call; the insert still decides)."""
+        with self.backend.read() as cur:
+            cur.execute(self._statements.lead_exists, (facebook_lead_id,))
+            return cur.fetchone() is not None
+
+    def store_lead(
+        self,
+        lead: Any,
+        raw_event: dict[str, Any] | None,
+        raw_graph: dict[str, Any],
+        audit_detail: dict[str, Any] | None = None,
+    ) -> StoreOutcome:
+        """Store a `NormalisedLead` with its raw event, raw Graph answer and an audit row, atomically.
+
+        At most one row per `facebook_lead_id`, whatever the concurrency: a second attempt
+        returns `AlreadyStored` and records a `duplicate` audit row instead.
+        """
+        now = self.backend.to_db_time(datetime.now(UTC))
+        values = (
+            lead.facebook_lead_id,
+            lead.page_id,
+            lead.form_id,
+            lead.ad_id,
+            lead.ad_name,
+            lead.adset_id,
+            lead.adset_name,
+            lead.campaign_id,
+            lead.campaign_name,
+            self.backend.to_db_time(lead.created_time),
+            None if lead.is_organic is None else int(lead.is_organic),
+            lead.platform,
+            lead.source,
+            lead.email,
+            lead.full_name,
+            lead.phone_number,
+            json.dumps(lead.fields, ensure_ascii=False),
+            json.dumps(lead.disclaimers, ensure_ascii=False),
+            now,
+        )
+        s = self._statements
+        duplicate = False
+        with self.backend.write() as cur:
+            try:
+                cur.execute(s.insert_lead, values)
+            except Exception as exc:
+                if not self.backend.is_duplicate_key(exc):
+                    raise
+                duplicate = True
+            if not duplicate:
+                cur.execute(
+                    s.insert_raw_lead,
+                    (
+                        lead.facebook_lead_id,
+                        lead.source,
+                        None if raw_event is None else json.dumps(raw_event, ensure_ascii=False),
+                        json.dumps(raw_graph, ensure_ascii=False),
+                        now,
+                    ),
+                )
+                self._audit(cur, "stored", lead.facebook_lead_id, lead.source, audit_detail, now)
+        if duplicate:
+            self.record_duplicate(lead.facebook_lead_id, lead.source, audit_detail)
+            return AlreadyStored(lead.facebook_lead_id)
+        return Stored(lead.facebook_lead_id)
+
+    def record_duplicate(self, facebook_lead_id: str, source: str, detail: dict[str, Any] | None = None) -> None:
+        """Audit a delivery of a lead that is already stored (counted as `duplicates_ignored`)."""
+        now = self.backend.to_db_time(datetime.now(UTC))
+        with self.backend.write() as cur:
+            self._audit(cur, "duplicate", facebook_lead_id, source, detail, now)
+
+    def record_failed_event(self, event: FailedEvent) -> None:
+        """Keep a dead letter in `failed_events` (status `open`) and audit it."""
+        at = self.backend.to_db_time(event.failed_at)
+        with self.backend.write() as cur:
+            cur.execute(
+                self._statements.insert_failed_event,
+                (event.queue, event.stage, event.facebook_lead_id, event.error, event.attempts, event.payload, at, at),
+            )
+            self._audit(cur, "dead_lettered", event.facebook_lead_id, None, {"stage": event.stage}, at)
+
+    def last_leads(self, limit: int) -> list[dict[str, Any]]:
+        """The newest `limit` leads (by creation time), in the ops shape of DESIGN.md."""
+        with self.backend.read() as cur:
+            cur.execute(self._statements.last_leads, (limit,))
+            rows = cur.fetchall()
+        leads = []
+        for row in rows:
+            record = dict(zip(LAST_LEAD_COLUMNS, row, strict=True))
+            record["created_time"] = iso_utc(self.backend.from_db_time(record["created_time"]))
+            record["fields"] = json.loads(record.pop("fields_json"))
+            leads.append(record)
+        return leads
+
+    def ping(self) -> float:
+        """Run a trivial query; return its latency in milliseconds (raises `StoreUnavailable`)."""
+        started = time.perf_counter()
+        with self.backend.read() as cur:
+            cur.execute(self._statements.ping)
+            cur.fetchone()
+        return (time.perf_counter() - started) * 1000
+
+    def _audit(
+        self, cur: Cursor, action: str, lead_id: str | None, source: str | None, detail: dict[str, Any] | None, at: Any
+    ) -> None:
+        cur.execute(
+            self._statements.insert_audit,
+            (at, action, lead_id, source, None if detail is None else json.dumps(detail, ensure_ascii=False)),
+        )

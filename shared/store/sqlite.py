@@ -1,0 +1,195 @@
+"""SQLite backend: a WAL file, one connection per thread, `BEGIN IMMEDIATE` write transactions.
+
+Safe with several processes writing at once: writers queue on SQLite's lock for up to the store
+timeout; a database that cannot be opened or written raises `StoreUnavailable`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from shared.errors import StoreUnavailable
+from shared.store.base import Migration, Statements, StoreBackend
+
+STATEMENTS = Statements(
+    ensure_migrations_table=(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
+    ),
+    current_version="SELECT MAX(version) FROM schema_migrations",
+    record_version="INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
+    insert_lead=(
+        "INSERT INTO leads (facebook_lead_id, page_id, form_id, ad_id, ad_name, adset_id, adset_name, campaign_id,"
+        " campaign_name, created_time, is_organic, platform, source, email, full_name, phone_number, fields_json,"
+        " disclaimers_json, stored_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    ),
+    insert_raw_lead=(
+        "INSERT INTO raw_leads (facebook_lead_id, source, raw_event, raw_graph, received_at) VALUES (?, ?, ?, ?, ?)"
+    ),
+    insert_audit="INSERT INTO audit_log (at, action, facebook_lead_id, source, detail) VALUES (?, ?, ?, ?, ?)",
+    lead_exists="SELECT 1 FROM leads WHERE facebook_lead_id = ?",
+    last_leads=(
+        "SELECT facebook_lead_id, page_id, form_id, ad_id, created_time, source, email, full_name, phone_number,"
+        " fields_json FROM leads ORDER BY created_time DESC, id DESC LIMIT ?"
+    ),
+    insert_failed_event=(
+        "INSERT INTO failed_events (queue, stage, facebook_lead_id, error, attempts, payload, first_failed_at,"
+        " last_failed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    ),
+    ping="SELECT 1",
+)
+
+MIGRATIONS = (
+    Migration(
+        1,
+        (
+            """CREATE TABLE leads (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                facebook_lead_id TEXT NOT NULL,
+                page_id TEXT, form_id TEXT, ad_id TEXT, ad_name TEXT, adset_id TEXT, adset_name TEXT,
+                campaign_id TEXT, campaign_name TEXT,
+                created_time TEXT NOT NULL,
+                is_organic INTEGER, platform TEXT,
+                source TEXT NOT NULL,
+                email TEXT, full_name TEXT, phone_number TEXT,
+                fields_json TEXT NOT NULL,
+                disclaimers_json TEXT NOT NULL,
+                stored_at TEXT NOT NULL,
+                CONSTRAINT uq_leads_facebook_lead_id UNIQUE (facebook_lead_id)
+            )""",
+            "CREATE INDEX ix_leads_created_time ON leads (created_time DESC, id DESC)",
+            "CREATE INDEX ix_leads_source_stored ON leads (source, stored_at)",
+            "CREATE INDEX ix_leads_form_created ON leads (form_id, created_time)",
+            """CREATE TABLE raw_leads (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                facebook_lead_id TEXT NOT NULL,
+                source TEXT NOT NULL,
+                raw_event TEXT,
+                raw_graph TEXT NOT NULL,
+                received_at TEXT NOT NULL,
+                CONSTRAINT uq_raw_leads_facebook_lead_id UNIQUE (facebook_lead_id)
+            )""",
+            """CREATE TABLE audit_log (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                at TEXT NOT NULL,
+                action TEXT NOT NULL,
+                facebook_lead_id TEXT,
+                source TEXT,
+                detail TEXT
+            )""",
+            "CREATE INDEX ix_audit_log_action_at ON audit_log (action, at)",
+            "CREATE INDEX ix_audit_log_lead ON audit_log (facebook_lead_id)",
+            """CREATE TABLE failed_events (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                queue TEXT NOT NULL,
+                stage TEXT NOT NULL,
+                facebook_lead_id TEXT,
+                error TEXT NOT NULL,
+                attempts INTEGER NOT NULL,
+                payload TEXT,
+                first_failed_at TEXT NOT NULL,
+                last_failed_at TEXT NOT NULL,
+                status TEXT NOT NULL DEFAULT 'open'
+            )""",
+            "CREATE INDEX ix_failed_events_status ON failed_events (status, first_failed_at)",
+            """CREATE TABLE state (
+                key TEXT PRIMARY KEY,
+                value TEXT NOT NULL,
+                updated_at TEXT NOT NULL
+            )""",
+        ),
+    ),
+)
+
+_UNAVAILABLE = (sqlite3.OperationalError, sqlite3.DatabaseError)
+
+
+class SqliteBackend(StoreBackend):
+    """A SQLite file in WAL mode; creates its folder; one connection per thread."""
+
+    statements = STATEMENTS
+    migrations = MIGRATIONS
+
+    def __init__(self, path: str, timeout_seconds: float = 15.0) -> None:
+        self.path = path
+        self._timeout = timeout_seconds
+        self._local = threading.local()
+
+    def _connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(f"PRAGMA busy_timeout={int(self._timeout * 1000)}")
+        except (OSError, *_UNAVAILABLE) as exc:
+            raise StoreUnavailable(f"SQLite {self.path} cannot be opened: {exc}") from exc
+        self._local.conn = conn
+        return conn
+
+    def _drop_connection(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            with suppress(sqlite3.Error):
+                conn.close()
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Cursor]:
+        conn = self._connection()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except _UNAVAILABLE as exc:
+            self._drop_connection()
+            raise StoreUnavailable(f"SQLite {self.path} cannot be written: {exc}") from exc
+        cur = conn.cursor()
+        try:
+            yield cur
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                self._drop_connection()
+            if isinstance(exc, sqlite3.IntegrityError):
+                raise
+            if isinstance(exc, _UNAVAILABLE):
+                raise StoreUnavailable(f"SQLite {self.path} write failed: {exc}") from exc
+            raise
+        finally:
+            cur.close()
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Cursor]:
+        conn = self._connection()
+        cur = conn.cursor()
+        try:
+            yield cur
+        except _UNAVAILABLE as exc:
+            if isinstance(exc, sqlite3.IntegrityError):
+                raise
+            self._drop_connection()
+            raise StoreUnavailable(f"SQLite {self.path} read failed: {exc}") from exc
+        finally:
+            cur.close()
+
+    def is_duplicate_key(self, exc: BaseException) -> bool:
+        return isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc)
+
+    def to_db_time(self, value: datetime) -> Any:
+        """Fixed-width ISO 8601 with milliseconds, so text order is time order."""
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:23] + "Z"
+
+    def from_db_time(self, value: Any) -> datetime:
+        text = str(value)
+        pattern = "%Y-%m-%dT%H:%M:%S.%fZ" if "." in text else "%Y-%m-%dT%H:%M:%SZ"
+        return datetime.strptime(text, pattern).replace(tzinfo=UTC)

@@ -1,0 +1,1 @@
+"""The webhook edge: handshake, signature, envelope → one queue message per leadgen change."""
