@@ -7,9 +7,9 @@ surfaces as `QueueUnavailable` within seconds, never as a hang.
 from __future__ import annotations
 
 import threading
-from contextlib import suppress
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from shared.errors import QueueUnavailable
@@ -62,7 +62,11 @@ class QueueSender:
         from azure.core.exceptions import AzureError, ResourceNotFoundError
 
         delay = max(0, min(round(delay_seconds), MAX_VISIBILITY_SECONDS))
-        kwargs: dict[str, Any] = {"visibility_timeout": delay or None, "time_to_live": -1, "timeout": int(self._timeout)}
+        kwargs: dict[str, Any] = {
+            "visibility_timeout": delay or None,
+            "time_to_live": -1,
+            "timeout": int(self._timeout),
+        }
         client = self.client(queue)
         try:
             try:
