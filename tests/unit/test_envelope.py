@@ -1,0 +1,56 @@
+"""The webhook envelope parses in two stages and accepts numeric or string ids, kept as strings."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from shared.models.envelope import LeadgenChange, WebhookEnvelope
+from shared.webhook.handshake import answer_handshake
+
+
+def test_batch_of_entries_and_changes_is_parsed_completely():
+    envelope = WebhookEnvelope.model_validate(
+        {
+            "object": "page",
+            "entry": [
+                {"id": "1", "time": 1, "changes": [{"field": "leadgen", "value": {"leadgen_id": "a1"}}] * 2},
+                {"id": 2, "time": 2, "changes": [{"field": "feed", "value": {"x": 1}}]},
+            ],
+        }
+    )
+    assert [len(e.changes) for e in envelope.entry] == [2, 1]
+    assert envelope.entry[1].id == "2"
+
+
+def test_numeric_ids_become_strings_without_losing_digits():
+    change = LeadgenChange.model_validate(
+        {"leadgen_id": 1234567890123456789, "page_id": 1000000000001, "form_id": "55", "created_time": 1700000000}
+    )
+    assert change.leadgen_id == "1234567890123456789"
+    assert change.page_id == "1000000000001"
+    assert change.form_id == "55"
+
+
+@pytest.mark.parametrize("value", [{}, {"leadgen_id": ""}, {"leadgen_id": None}, {"leadgen_id": "a b"}])
+def test_leadgen_change_without_a_usable_id_is_rejected(value):
+    with pytest.raises(ValidationError):
+        LeadgenChange.model_validate(value)
+
+
+def test_handshake_echoes_the_challenge_unchanged():
+    params = {"hub.mode": "subscribe", "hub.verify_token": "tok", "hub.challenge": "00123 abc"}
+    assert answer_handshake(params, "tok") == "00123 abc"
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"hub.mode": "subscribe", "hub.verify_token": "wrong", "hub.challenge": "1"},
+        {"hub.mode": "unsubscribe", "hub.verify_token": "tok", "hub.challenge": "1"},
+        {"hub.mode": "subscribe", "hub.verify_token": "tok"},
+        {},
+    ],
+)
+def test_handshake_refuses_anything_else(params):
+    assert answer_handshake(params, "tok") is None
