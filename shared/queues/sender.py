@@ -37,7 +37,12 @@ class QueueSender:
             existing = self._clients.get(queue)
             if existing is not None:
                 return existing
-            from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
+            from azure.storage.queue import (
+                LinearRetry,
+                QueueClient,
+                TextBase64DecodePolicy,
+                TextBase64EncodePolicy,
+            )
 
             created = QueueClient.from_connection_string(
                 self._connection_string,
@@ -46,9 +51,8 @@ class QueueSender:
                 message_decode_policy=TextBase64DecodePolicy(),
                 connection_timeout=self._timeout,
                 read_timeout=self._timeout,
-                retry_total=2,
-                retry_backoff_factor=0.2,
-                retry_backoff_max=1,
+                # The storage SDK's default retry waits 15 s and more: too slow for a webhook.
+                retry_policy=LinearRetry(backoff=0.3, random_jitter_range=0.2, retry_total=2),
             )
             self._clients[queue] = created
             return created
