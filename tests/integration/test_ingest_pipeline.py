@@ -1,0 +1,185 @@
+"""Ingestion against the sandbox Graph API over HTTP, a real SQLite file and real Azurite queues."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from devhost.sandbox_graph import RunningSandbox, SandboxGraph, serve
+from shared.graph.client import GraphClient
+from shared.ingest.pipeline import IngestDeps, IngestPolicy, ingest_lead_message
+from shared.models.messages import LeadMessage
+from shared.queues.names import LEADS_QUEUE, poison_queue
+from shared.queues.sender import QueueSender
+from shared.store.base import LeadStore
+from shared.store.sqlite import SqliteBackend
+from tests.support.queues import drain_json, message_count, reset_queue
+
+TOKEN = "pipeline-test-token"
+PAGE = "1000000000001"
+FORM = PAGE + "01"
+POISON = poison_queue(LEADS_QUEUE)
+
+
+@pytest.fixture
+def graph() -> Iterator[RunningSandbox]:
+    with serve(SandboxGraph([TOKEN], page_ids=[PAGE])) as running:
+        yield running
+
+
+@pytest.fixture
+def deps(azurite, graph: RunningSandbox, tmp_path: Path) -> IngestDeps:
+    for queue in (LEADS_QUEUE, POISON):
+        reset_queue(azurite.connection_string, queue)
+    store = LeadStore(SqliteBackend(str(tmp_path / "leads.db")))
+    store.migrate()
+    client = GraphClient(graph.url, "v26.0", token=lambda: TOKEN, timeout_seconds=2)
+    return IngestDeps(store, client.fetch_lead, QueueSender(azurite.connection_string), IngestPolicy(5, 1, 60))
+
+
+def create_lead(graph: RunningSandbox, name: str = "Zoë Åström 🌞") -> str:
+    return graph.sandbox.create_lead(
+        FORM,
+        [
+            {"name": "full_name", "values": [name]},
+            {"name": "email", "values": ["Zoe@Example.com"]},
+            {"name": "which_services", "values": ["solar", "heat pump"]},
+        ],
+        ad_id="6000000000001",
+        ad_name="Autumn campaign ad",
+        campaign_id="7000000000001",
+    )
+
+
+def message_for(lead_id: str, **extra: object) -> bytes:
+    event = {"leadgen_id": lead_id, "page_id": PAGE, "form_id": FORM, "created_time": 1790000000}
+    fields = {"facebook_lead_id": lead_id, "page_id": PAGE, "form_id": FORM, "event": event, **extra}
+    return LeadMessage.model_validate(fields).to_text().encode()
+
+
+def stored_rows(deps: IngestDeps) -> list[sqlite3.Row]:
+    backend = deps.store.backend
+    assert isinstance(backend, SqliteBackend)
+    with sqlite3.connect(backend.path) as conn:
+        conn.row_factory = sqlite3.Row
+        return conn.execute("SELECT * FROM leads").fetchall()
+
+
+def test_lead_is_fetched_validated_and_stored_with_every_answer(deps, graph):
+    lead_id = create_lead(graph)
+    result = ingest_lead_message(message_for(lead_id), deps)
+    assert (result.outcome, result.facebook_lead_id) == ("stored", lead_id)
+    [row] = stored_rows(deps)
+    assert row["full_name"] == "Zoë Åström 🌞"
+    assert row["email"] == "zoe@example.com"
+    assert row["ad_id"] == "6000000000001" and row["campaign_id"] == "7000000000001"
+    assert json.loads(row["fields_json"])["which_services"] == ["solar", "heat pump"]
+    assert graph.sandbox.calls()["lead"] == 1
+
+
+def test_second_delivery_is_a_duplicate_and_costs_no_graph_call(deps, graph):
+    lead_id = create_lead(graph)
+    ingest_lead_message(message_for(lead_id), deps)
+    result = ingest_lead_message(message_for(lead_id), deps)
+    assert result.outcome == "duplicate"
+    assert len(stored_rows(deps)) == 1
+    assert graph.sandbox.calls()["lead"] == 1
+
+
+def test_lead_carried_by_the_poller_is_stored_without_fetching(deps, graph):
+    lead_id = create_lead(graph)
+    carried = GraphClient(graph.url, "v26.0", token=lambda: TOKEN).fetch_lead(lead_id)
+    calls_before = graph.sandbox.calls().get("lead", 0)
+    result = ingest_lead_message(message_for(lead_id, source="polling", lead=carried), deps)
+    assert result.outcome == "stored"
+    assert graph.sandbox.calls().get("lead", 0) == calls_before
+    assert stored_rows(deps)[0]["source"] == "polling"
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"kind": "token_expired"},
+        {"kind": "throttle", "code": 613, "regain_minutes": 2},
+        {"kind": "throttle", "code": 80005},
+        {"kind": "server_error"},
+    ],
+    ids=["token-190", "throttle-613", "throttle-80005", "server-5xx"],
+)
+def test_transient_graph_failure_requeues_with_a_delay_not_poison(deps, graph, azurite, fault):
+    lead_id = create_lead(graph)
+    graph.sandbox.add_fault_spec({**fault, "count": 1})
+    result = ingest_lead_message(message_for(lead_id), deps)
+    assert result.outcome == "retrying"
+    assert result.delay_seconds is not None and result.delay_seconds > 0
+    if fault.get("code") == 613:
+        assert result.delay_seconds >= 120
+    assert message_count(azurite.connection_string, POISON) == 0
+    assert message_count(azurite.connection_string, LEADS_QUEUE) == 1
+    assert stored_rows(deps) == []
+
+
+def test_requeued_message_carries_the_attempt_and_then_stores(deps, graph, azurite):
+    lead_id = create_lead(graph)
+    graph.sandbox.add_fault("server_error", count=1)
+    deps.policy = IngestPolicy(max_attempts=5, retry_base_seconds=0, retry_max_seconds=60)
+    ingest_lead_message(message_for(lead_id), deps)
+    [retry] = drain_json(azurite.connection_string, LEADS_QUEUE)
+    assert retry["attempt"] == 1 and retry["last_error"].startswith("GraphUnavailable")
+    assert ingest_lead_message(json.dumps(retry).encode(), deps).outcome == "stored"
+
+
+def test_graph_timeout_is_transient(deps, graph):
+    lead_id = create_lead(graph)
+    graph.sandbox.add_fault("slow", count=1, delay=4)
+    assert ingest_lead_message(message_for(lead_id), deps).outcome == "retrying"
+
+
+def test_unfetchable_lead_100_33_is_dead_lettered_with_its_reason(deps, azurite):
+    result = ingest_lead_message(message_for("444444444444"), deps)
+    assert result.outcome == "dead_lettered"
+    [letter] = drain_json(azurite.connection_string, POISON)
+    assert letter["dead_letter"]["error_type"] == "LeadNotFetchable"
+    assert "code=100 subcode=33" in letter["dead_letter"]["reason"]
+    assert letter["message"]["facebook_lead_id"] == "444444444444"
+    backend = deps.store.backend
+    with sqlite3.connect(backend.path) as conn:
+        row = conn.execute("SELECT stage, facebook_lead_id, error, status FROM failed_events").fetchone()
+    assert row[:2] == ("ingest", "444444444444") and "LeadNotFetchable" in row[2] and row[3] == "open"
+
+
+def test_attempts_exhausted_becomes_a_dead_letter(deps, graph, azurite):
+    lead_id = create_lead(graph)
+    graph.sandbox.add_fault("server_error")
+    result = ingest_lead_message(message_for(lead_id, attempt=4), deps)
+    assert result.outcome == "dead_lettered"
+    assert "attempts exhausted after 5" in (result.reason or "")
+    assert message_count(azurite.connection_string, POISON) == 1
+
+
+def test_malformed_message_is_dead_lettered(deps, azurite):
+    result = ingest_lead_message(b'{"kind": "lead"}', deps)
+    assert result.outcome == "dead_lettered"
+    [letter] = drain_json(azurite.connection_string, POISON)
+    assert letter["raw_body"] == '{"kind": "lead"}'
+
+
+def test_invalid_lead_from_graph_is_dead_lettered(deps, azurite):
+    broken = {"id": "123", "created_time": "yesterday", "field_data": []}
+    result = ingest_lead_message(message_for("123", source="polling", lead=broken), deps)
+    assert result.outcome == "dead_lettered"
+    assert "created_time" in (result.reason or "")
+
+
+def test_store_unavailable_requeues_instead_of_poisoning(deps, graph, azurite, tmp_path):
+    lead_id = create_lead(graph)
+    blocker = tmp_path / "file-not-dir"
+    blocker.write_text("x")
+    deps.store = LeadStore(SqliteBackend(str(blocker / "leads.db")))
+    result = ingest_lead_message(message_for(lead_id), deps)
+    assert result.outcome == "retrying" and "StoreUnavailable" in (result.reason or "")
+    assert message_count(azurite.connection_string, POISON) == 0
