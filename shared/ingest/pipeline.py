@@ -172,6 +172,7 @@ def _record_failed(deps: IngestDeps, info: DeadLetterInfo, payload: str) -> None
                 payload=payload,
                 facebook_lead_id=info.facebook_lead_id,
                 failed_at=info.failed_at,
+                dead_letter_id=info.id,
             )
         )
     except TransientError:

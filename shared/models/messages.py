@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -41,9 +42,18 @@ class LeadMessage(BaseModel):
         return self.model_dump_json(exclude_none=True)
 
 
-class DeadLetterInfo(BaseModel):
-    """Why a message was dead-lettered: the poison queue carries no reason of its own."""
+def new_dead_letter_id() -> str:
+    return uuid.uuid4().hex
 
+
+class DeadLetterInfo(BaseModel):
+    """Why a message was dead-lettered: the poison queue carries no reason of its own.
+
+    `id` names the dead letter everywhere (poison message and `failed_events` row), so mirroring
+    it twice writes one row.
+    """
+
+    id: str = Field(default_factory=new_dead_letter_id)
     reason: str
     stage: Literal["webhook", "ingest", "notify"]
     error_type: str

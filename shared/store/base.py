@@ -48,6 +48,17 @@ class Statements:
     last_leads: str
     insert_failed_event: str
     ping: str
+    get_state: str
+    put_state: str
+    acquire_lease: str
+    release_lease: str
+    existing_lead_ids: str
+    insert_poll_run: str
+    list_failed_events: str
+    get_failed_event: str
+    set_failed_event_status: str
+    purge_failed_events: str
+    lead_message_fields: str
 
 
 @dataclass(frozen=True)
@@ -78,6 +89,28 @@ class FailedEvent:
     payload: str
     facebook_lead_id: str | None = None
     failed_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    dead_letter_id: str | None = None
+
+
+@dataclass(frozen=True)
+class PollRun:
+    """One poller or reconciliation run, as `poll_runs` keeps it."""
+
+    trigger: str
+    started_at: datetime
+    finished_at: datetime
+    window_start: datetime | None
+    window_end: datetime | None
+    forms_checked: int
+    leads_seen: int
+    missing_found: int
+    enqueued: int
+    graph_calls: int
+    error: str | None = None
+
+    @property
+    def duration_ms(self) -> int:
+        return int((self.finished_at - self.started_at).total_seconds() * 1000)
 
 
 LEAD_COLUMNS = (
@@ -100,6 +133,18 @@ LEAD_COLUMNS = (
     "fields_json",
     "disclaimers_json",
     "stored_at",
+)
+FAILED_EVENT_COLUMNS = (
+    "id",
+    "queue",
+    "stage",
+    "facebook_lead_id",
+    "error",
+    "attempts",
+    "first_failed_at",
+    "last_failed_at",
+    "status",
+    "payload",
 )
 LAST_LEAD_COLUMNS = (
     "facebook_lead_id",
@@ -258,15 +303,141 @@ class LeadStore:
         with self.backend.write() as cur:
             self._audit(cur, "duplicate", facebook_lead_id, source, detail, now)
 
-    def record_failed_event(self, event: FailedEvent) -> None:
-        """Keep a dead letter in `failed_events` (status `open`) and audit it."""
+    def record_failed_event(self, event: FailedEvent) -> bool:
+        """Keep a dead letter in `failed_events` (status `open`) and audit it; once per `dead_letter_id`.
+
+        Returns False when that dead letter was already recorded (nothing written).
+        """
         at = self.backend.to_db_time(event.failed_at)
         with self.backend.write() as cur:
-            cur.execute(
-                self._statements.insert_failed_event,
-                (event.queue, event.stage, event.facebook_lead_id, event.error, event.attempts, event.payload, at, at),
-            )
+            try:
+                cur.execute(
+                    self._statements.insert_failed_event,
+                    (
+                        event.queue,
+                        event.stage,
+                        event.facebook_lead_id,
+                        event.error,
+                        event.attempts,
+                        event.payload,
+                        at,
+                        at,
+                        event.dead_letter_id,
+                    ),
+                )
+            except Exception as exc:
+                if self.backend.is_duplicate_key(exc):
+                    return False
+                raise
             self._audit(cur, "dead_lettered", event.facebook_lead_id, None, {"stage": event.stage}, at)
+        return True
+
+    def list_failed_events(self, status: str = "open", limit: int = 100) -> list[dict[str, Any]]:
+        """Dead letters with `status`, newest first, in the ops shape (payload excluded)."""
+        with self.backend.read() as cur:
+            cur.execute(self._statements.list_failed_events, (status, limit))
+            rows = cur.fetchall()
+        return [self._failed_event(row, with_payload=False) for row in rows]
+
+    def get_failed_event(self, event_id: int) -> dict[str, Any] | None:
+        """One dead letter with its payload, or None."""
+        with self.backend.read() as cur:
+            cur.execute(self._statements.get_failed_event, (event_id,))
+            row = cur.fetchone()
+        return None if row is None else self._failed_event(row, with_payload=True)
+
+    def set_failed_event_status(self, event_id: int, status: str, detail: dict[str, Any] | None = None) -> None:
+        """Mark a dead letter (`reprocessed`, `resolved` …) and audit the change."""
+        now = self.backend.to_db_time(datetime.now(UTC))
+        with self.backend.write() as cur:
+            cur.execute(self._statements.set_failed_event_status, (status, now, event_id))
+            self._audit(cur, f"failed_event_{status}", None, None, {"failed_event_id": event_id, **(detail or {})}, now)
+
+    def purge_failed_events(self, older_than: datetime) -> int:
+        """Delete dead letters first failed before `older_than`; return how many."""
+        with self.backend.write() as cur:
+            cur.execute(self._statements.purge_failed_events, (self.backend.to_db_time(older_than),))
+            return max(int(getattr(cur, "rowcount", 0) or 0), 0)
+
+    def _failed_event(self, row: Any, with_payload: bool) -> dict[str, Any]:
+        record = dict(zip(FAILED_EVENT_COLUMNS, row, strict=True))
+        for key in ("first_failed_at", "last_failed_at"):
+            record[key] = iso_utc(self.backend.from_db_time(record[key]))
+        if not with_payload:
+            record.pop("payload")
+        return record
+
+    def get_state(self, key: str) -> dict[str, Any] | None:
+        """The JSON value kept under `key` in `state`, or None."""
+        with self.backend.read() as cur:
+            cur.execute(self._statements.get_state, (key,))
+            row = cur.fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+    def put_state(self, key: str, value: dict[str, Any]) -> None:
+        """Set `state[key]` (insert or replace) in one statement."""
+        now = self.backend.to_db_time(datetime.now(UTC))
+        with self.backend.write() as cur:
+            cur.execute(self._statements.put_state, (key, json.dumps(value), now))
+
+    def try_acquire_lease(self, name: str, owner: str, ttl_seconds: float) -> bool:
+        """Take the lease `name` for `owner` unless someone else holds an unexpired one (one write)."""
+        now = datetime.now(UTC)
+        expires = self.backend.to_db_time(datetime.fromtimestamp(now.timestamp() + ttl_seconds, tz=UTC))
+        with self.backend.write() as cur:
+            cur.execute(self._statements.acquire_lease, (name, owner, expires, self.backend.to_db_time(now)))
+            return int(getattr(cur, "rowcount", 0) or 0) > 0
+
+    def release_lease(self, name: str, owner: str) -> None:
+        with self.backend.write() as cur:
+            cur.execute(self._statements.release_lease, (name, owner))
+
+    def existing_lead_ids(self, ids: Sequence[str]) -> set[str]:
+        """Which of `ids` are stored (unique-index lookups, 500 at a time)."""
+        found: set[str] = set()
+        unique = list(dict.fromkeys(ids))
+        with self.backend.read() as cur:
+            for start in range(0, len(unique), 500):
+                chunk = unique[start : start + 500]
+                sql = self._statements.existing_lead_ids.format(params=", ".join("?" * len(chunk)))
+                cur.execute(sql, tuple(chunk))
+                found.update(str(row[0]) for row in cur.fetchall())
+        return found
+
+    def lead_routing(self, facebook_lead_id: str) -> dict[str, str | None] | None:
+        """The page, form and ad ids of a stored lead (to re-queue it), or None."""
+        with self.backend.read() as cur:
+            cur.execute(self._statements.lead_message_fields, (facebook_lead_id,))
+            row = cur.fetchone()
+        return None if row is None else {"page_id": row[0], "form_id": row[1], "ad_id": row[2]}
+
+    def record_poll_run(self, run: PollRun) -> None:
+        """Keep a poller/reconciliation run's figures for stats and the digest."""
+        t = self.backend.to_db_time
+        with self.backend.write() as cur:
+            cur.execute(
+                self._statements.insert_poll_run,
+                (
+                    run.trigger,
+                    t(run.started_at),
+                    t(run.finished_at),
+                    None if run.window_start is None else t(run.window_start),
+                    None if run.window_end is None else t(run.window_end),
+                    run.forms_checked,
+                    run.leads_seen,
+                    run.missing_found,
+                    run.enqueued,
+                    run.graph_calls,
+                    run.duration_ms,
+                    run.error,
+                ),
+            )
+
+    def audit(self, action: str, facebook_lead_id: str | None = None, detail: dict[str, Any] | None = None) -> None:
+        """Write one audit row (ids and reasons only, never lead data)."""
+        now = self.backend.to_db_time(datetime.now(UTC))
+        with self.backend.write() as cur:
+            self._audit(cur, action, facebook_lead_id, None, detail, now)
 
     def last_leads(self, limit: int) -> list[dict[str, Any]]:
         """The newest `limit` leads (by creation time), in the ops shape of DESIGN.md."""

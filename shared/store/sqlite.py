@@ -39,9 +39,37 @@ STATEMENTS = Statements(
     ),
     insert_failed_event=(
         "INSERT INTO failed_events (queue, stage, facebook_lead_id, error, attempts, payload, first_failed_at,"
-        " last_failed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        " last_failed_at, dead_letter_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
     ),
     ping="SELECT 1",
+    get_state="SELECT value FROM state WHERE key = ?",
+    put_state=(
+        "INSERT INTO state (key, value, updated_at) VALUES (?, ?, ?)"
+        " ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"
+    ),
+    acquire_lease=(
+        "INSERT INTO leases (name, owner, expires_at) VALUES (?, ?, ?)"
+        " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at"
+        " WHERE leases.expires_at < ? OR leases.owner = excluded.owner"
+    ),
+    release_lease="DELETE FROM leases WHERE name = ? AND owner = ?",
+    existing_lead_ids="SELECT facebook_lead_id FROM leads WHERE facebook_lead_id IN ({params})",
+    insert_poll_run=(
+        "INSERT INTO poll_runs (trigger, started_at, finished_at, window_start, window_end, forms_checked,"
+        " leads_seen, missing_found, enqueued, graph_calls, duration_ms, error)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    ),
+    list_failed_events=(
+        "SELECT id, queue, stage, facebook_lead_id, error, attempts, first_failed_at, last_failed_at, status, payload"
+        " FROM failed_events WHERE status = ? ORDER BY first_failed_at DESC, id DESC LIMIT ?"
+    ),
+    get_failed_event=(
+        "SELECT id, queue, stage, facebook_lead_id, error, attempts, first_failed_at, last_failed_at, status, payload"
+        " FROM failed_events WHERE id = ?"
+    ),
+    set_failed_event_status="UPDATE failed_events SET status = ?, last_failed_at = ? WHERE id = ?",
+    purge_failed_events="DELETE FROM failed_events WHERE first_failed_at < ?",
+    lead_message_fields="SELECT page_id, form_id, ad_id FROM leads WHERE facebook_lead_id = ?",
 )
 
 MIGRATIONS = (
@@ -102,6 +130,36 @@ MIGRATIONS = (
                 value TEXT NOT NULL,
                 updated_at TEXT NOT NULL
             )""",
+        ),
+    ),
+    Migration(
+        2,
+        (
+            "ALTER TABLE failed_events ADD COLUMN dead_letter_id TEXT",
+            "CREATE UNIQUE INDEX ux_failed_events_dead_letter ON failed_events (dead_letter_id)"
+            " WHERE dead_letter_id IS NOT NULL",
+            "CREATE INDEX ix_failed_events_first_failed ON failed_events (first_failed_at)",
+            """CREATE TABLE leases (
+                name TEXT PRIMARY KEY,
+                owner TEXT NOT NULL,
+                expires_at TEXT NOT NULL
+            )""",
+            """CREATE TABLE poll_runs (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                trigger TEXT NOT NULL,
+                started_at TEXT NOT NULL,
+                finished_at TEXT NOT NULL,
+                window_start TEXT,
+                window_end TEXT,
+                forms_checked INTEGER NOT NULL,
+                leads_seen INTEGER NOT NULL,
+                missing_found INTEGER NOT NULL,
+                enqueued INTEGER NOT NULL,
+                graph_calls INTEGER NOT NULL,
+                duration_ms INTEGER NOT NULL,
+                error TEXT
+            )""",
+            "CREATE INDEX ix_poll_runs_started ON poll_runs (started_at)",
         ),
     ),
 )
