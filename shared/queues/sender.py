@@ -52,7 +52,7 @@ class QueueSender:
                 connection_timeout=self._timeout,
                 read_timeout=self._timeout,
                 # The storage SDK's default retry waits 15 s and more: too slow for a webhook.
-                retry_policy=LinearRetry(backoff=0.3, random_jitter_range=0.2, retry_total=2),
+                retry_policy=LinearRetry(backoff=0.3, random_jitter_range=0.2, retry_total=2),  # type: ignore[arg-type]
             )
             self._clients[queue] = created
             return created
