@@ -18,14 +18,14 @@ def facebook_leads_webhook(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()
     settings = services.settings
     if req.method.upper() == "GET":
-        challenge = answer_handshake(req.params, settings.facebook_verify_token)
+        challenge = answer_handshake(req.params, services.secrets.verify_token())
         if challenge is None:
             return func.HttpResponse("verification failed", status_code=403, mimetype="text/plain")
         return func.HttpResponse(challenge, status_code=200, mimetype="text/plain")
     result = receive_webhook(
         req.get_body(),
         req.headers.get("X-Hub-Signature-256"),
-        settings.app_secrets,
+        services.secrets.app_secrets(),
         services.sender,
         settings.webhook_max_body_bytes,
         services.count_ignored,

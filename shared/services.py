@@ -13,6 +13,7 @@ from shared.counters import TableCounters
 from shared.graph.client import GraphClient
 from shared.ingest.pipeline import IngestDeps, IngestPolicy
 from shared.queues.sender import QueueSender
+from shared.secrets import SecretProvider
 from shared.settings import Settings, get_settings
 from shared.store.base import LeadStore
 
@@ -34,12 +35,16 @@ class Services:
         return TableCounters(self.settings.azure_webjobs_storage, timeout_seconds=self.settings.queue_timeout_seconds)
 
     @cached_property
+    def secrets(self) -> SecretProvider:
+        return SecretProvider(self.settings)
+
+    @cached_property
     def graph(self) -> GraphClient:
         settings = self.settings
         return GraphClient(
             settings.facebook_graph_url,
             settings.facebook_graph_version,
-            token=lambda: settings.facebook_access_token,
+            token=self.secrets.access_token,
             timeout_seconds=settings.graph_timeout_seconds,
         )
 

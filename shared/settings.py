@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 LOCAL_SETTINGS_FILE = "local.settings.json"
 
@@ -29,10 +29,10 @@ class Settings(BaseModel):
 
     # Meta
     facebook_app_id: str = Field("", alias="FACEBOOK_APP_ID")
-    facebook_app_secret: str = Field(alias="FACEBOOK_APP_SECRET", min_length=1)
+    facebook_app_secret: str = Field("", alias="FACEBOOK_APP_SECRET")
     facebook_app_secret_previous: str = Field("", alias="FACEBOOK_APP_SECRET_PREVIOUS")
-    facebook_verify_token: str = Field(alias="FACEBOOK_VERIFY_TOKEN", min_length=1)
-    facebook_access_token: str = Field(alias="FACEBOOK_ACCESS_TOKEN", min_length=1)
+    facebook_verify_token: str = Field("", alias="FACEBOOK_VERIFY_TOKEN")
+    facebook_access_token: str = Field("", alias="FACEBOOK_ACCESS_TOKEN")
     facebook_page_ids: tuple[str, ...] = Field((), alias="FACEBOOK_PAGE_IDS")
     facebook_graph_url: str = Field("https://graph.facebook.com", alias="FACEBOOK_GRAPH_URL")
     facebook_graph_version: str = Field("v26.0", alias="FACEBOOK_GRAPH_VERSION", pattern=r"^v\d+\.\d+$")
@@ -69,10 +69,14 @@ class Settings(BaseModel):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
 
-    @property
-    def app_secrets(self) -> tuple[str, ...]:
-        """The app secrets a webhook signature may match: current first, then the previous one."""
-        return tuple(s for s in (self.facebook_app_secret, self.facebook_app_secret_previous) if s)
+    @model_validator(mode="after")
+    def _secrets_somewhere(self) -> Settings:
+        """Without Key Vault, the three Meta secrets must be app settings."""
+        if not self.key_vault_url:
+            for name in ("facebook_app_secret", "facebook_verify_token", "facebook_access_token"):
+                if not getattr(self, name):
+                    raise ValueError(f"{type(self).model_fields[name].alias} is required when KEY_VAULT_URL is not set")
+        return self
 
 
 def read_local_settings(directory: str | os.PathLike[str] = ".") -> dict[str, str]:
@@ -96,7 +100,9 @@ def load_settings(environ: Mapping[str, str] | None = None, directory: str | os.
         return Settings.model_validate(merged)
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = str(first["loc"][0]) if first["loc"] else "?"
+        if not first["loc"]:
+            raise SettingsError(f"settings: {first['msg'].removeprefix('Value error, ')}") from None
+        field = str(first["loc"][0])
         name = Settings.model_fields[field].alias if field in Settings.model_fields else field
         kind = "missing" if first["type"] == "missing" else "malformed"
         raise SettingsError(f"setting {name} is {kind}: {first['msg']}") from None
