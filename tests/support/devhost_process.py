@@ -1,0 +1,83 @@
+"""Run the real function app under the devhost as a subprocess, against test-owned services."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from devhost.defaults import LOCAL_DEFAULTS
+from tests.support.waiting import free_port, port_open, wait_until
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class DevhostProcess:
+    """A running `python -m devhost` and where it listens."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    env: dict[str, str]
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self, timeout: float = 30) -> int:
+        """SIGTERM (the devhost finishes in-flight work), then kill if it overstays."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        return int(self.process.returncode)
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""
+
+
+def devhost_env(storage: str, graph_url: str, sqlite_path: str, **overrides: str) -> dict[str, str]:
+    """The local defaults pointed at test services; `overrides` win."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FACEBOOK_", "SQLITE_", "AzureWebJobs"))}
+    env.update(LOCAL_DEFAULTS)
+    env.update(
+        {
+            "AzureWebJobsStorage": storage,
+            "FACEBOOK_GRAPH_URL": graph_url,
+            "SQLITE_PATH": sqlite_path,
+            "RETRY_BASE_SECONDS": "1",
+            "DEVHOST_QUEUE_LEASE_SECONDS": "30",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.update(overrides)
+    return env
+
+
+def start_devhost(env: dict[str, str], log_path: Path, port: int | None = None) -> DevhostProcess:
+    """Start the devhost on a free port and wait until its HTTP port answers."""
+    chosen = port or free_port()
+    log = log_path.open("ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "devhost", "--port", str(chosen), "--script-root", str(REPO)],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    running = DevhostProcess(process, chosen, env, log_path)
+    try:
+        wait_until(lambda: port_open(chosen) or process.poll() is not None, timeout=60, what="devhost port")
+    except AssertionError:
+        running.stop()
+        raise
+    if process.poll() is not None:
+        raise RuntimeError(f"devhost exited with {process.returncode}:\n{running.log()}")
+    return running
