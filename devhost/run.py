@@ -75,7 +75,7 @@ def stack(python: str = sys.executable) -> list[Child]:
             (10000, 10001, 10002),
         ),
         Child("smtp-sink", [python, "-m", "devhost.smtp_sink", "--port", "1025", "--dir", str(MAIL)], (1025,)),
-        Child("sandbox-graph", [python, "-m", "devhost.sandbox_graph", "--port", "7072"], (7072,)),
+        Child("sandbox-graph", [python, "-m", "devhost.sandbox_graph", "--port", "7072", "--subscribed"], (7072,)),
         Child("devhost", [python, "-m", "devhost", "--port", "7071"], (7071,), 60.0, 75.0, to_terminal=True),
     ]
 
