@@ -22,6 +22,7 @@ LOCAL_DEFAULTS: dict[str, str] = {
     "FACEBOOK_PAGE_IDS": "1000000000001",
     "FACEBOOK_GRAPH_URL": "http://127.0.0.1:7072",
     "FACEBOOK_GRAPH_VERSION": "v26.0",
+    "POLL_SCHEDULE": "0 */5 * * * *",
     "STORE_BACKEND": "sqlite",
     "SQLITE_PATH": ".devdata/leads.db",
     "EMAIL_SENDER": "smtp",

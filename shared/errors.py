@@ -16,9 +16,14 @@ class SignatureInvalid(LeadAgentError):
 
 
 class TransientError(LeadAgentError):
-    """Worth retrying later: the cause is expected to go away by itself or by an operator's fix."""
+    """Worth retrying later: the cause is expected to go away by itself or by an operator's fix.
+
+    `counts_attempt` is False for causes an operator must fix (token, permission): leads then
+    wait for the fix however long it takes instead of running out of attempts.
+    """
 
     min_delay_seconds: float = 0.0
+    counts_attempt: bool = True
 
 
 class GraphUnavailable(TransientError):
@@ -37,6 +42,8 @@ class GraphThrottled(TransientError):
 class TokenInvalid(TransientError):
     """The access token is expired, revoked or lost its page role (190 and its subcodes)."""
 
+    counts_attempt = False
+
     def __init__(self, message: str, code: int = 190, subcode: int | None = None) -> None:
         super().__init__(message)
         self.code = code
@@ -45,6 +52,14 @@ class TokenInvalid(TransientError):
 
 class GraphPermissionDenied(TransientError):
     """A permission is missing (codes 10, 200-299): an operator must re-grant it; leads wait."""
+
+    counts_attempt = False
+
+
+class IntegrationPaused(TransientError):
+    """Lead fetches are paused while the integration's token is known to be invalid."""
+
+    counts_attempt = False
 
 
 class StoreUnavailable(TransientError):

@@ -58,11 +58,11 @@ class SecretProvider:
         self,
         settings: Settings,
         vault_client: Callable[[], Any] | None = None,
-        ttl_seconds: float = 300.0,
+        ttl_seconds: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings
-        self._ttl = ttl_seconds
+        self._ttl = settings.secrets_cache_seconds if ttl_seconds is None else ttl_seconds
         self._clock = clock
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[float, str]] = {}

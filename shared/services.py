@@ -7,12 +7,19 @@ database that is down at start-up is retried on the next use instead of failing 
 from __future__ import annotations
 
 import threading
+from contextlib import suppress
+from typing import Any
 from functools import cached_property
 
 from shared.counters import TableCounters
+from shared.errors import QueueUnavailable
 from shared.graph.client import GraphClient
+from shared.graph.integration import IntegrationMonitor
+from shared.graph.throttle import ThrottleGate
 from shared.ingest.pipeline import IngestDeps, IngestPolicy
+from shared.poller.reconcile import PollerConfig, PollerDeps
 from shared.queues.sender import QueueSender
+from shared.queues.sweep import SweepReport, sweep_poison_queues
 from shared.secrets import SecretProvider
 from shared.settings import Settings, get_settings
 from shared.store.base import LeadStore
@@ -39,6 +46,14 @@ class Services:
         return SecretProvider(self.settings)
 
     @cached_property
+    def monitor(self) -> IntegrationMonitor:
+        return IntegrationMonitor(lambda: self.store, recheck_seconds=self.settings.token_recheck_seconds)
+
+    @cached_property
+    def throttle(self) -> ThrottleGate:
+        return ThrottleGate(lambda: self.store)
+
+    @cached_property
     def graph(self) -> GraphClient:
         settings = self.settings
         return GraphClient(
@@ -46,6 +61,8 @@ class Services:
             settings.facebook_graph_version,
             token=self.secrets.access_token,
             timeout_seconds=settings.graph_timeout_seconds,
+            gate=self.throttle,
+            on_token_invalid=self.monitor.token_invalid,
         )
 
     @property
@@ -66,8 +83,50 @@ class Services:
             store=self.store,
             fetch_lead=self.graph.fetch_lead,
             sender=self.sender,
-            policy=IngestPolicy(settings.ingest_max_attempts, settings.retry_base_seconds, settings.retry_max_seconds),
+            policy=IngestPolicy(
+                settings.ingest_max_attempts,
+                settings.retry_base_seconds,
+                settings.retry_max_seconds,
+                settings.paused_retry_seconds,
+            ),
+            monitor=self.monitor,
         )
+
+    def poller_deps(self) -> PollerDeps:
+        settings = self.settings
+        config = PollerConfig(
+            page_ids=settings.facebook_page_ids,
+            app_id=settings.facebook_app_id,
+            overlap_seconds=settings.poll_overlap_seconds,
+            grace_seconds=settings.poll_grace_seconds,
+            window_hours=settings.reconcile_window_hours,
+            full_every_seconds=settings.reconcile_every_minutes * 60,
+        )
+        return PollerDeps(
+            graph=self.graph,
+            store=self.store,
+            sender=self.sender,
+            config=config,
+            access_token=self.secrets.access_token,
+            app_token=self.secrets.app_token,
+            monitor=self.monitor,
+        )
+
+    def sweep(self) -> SweepReport:
+        """Move poison-queue messages into failed_events and purge expired rows."""
+        settings = self.settings
+        return sweep_poison_queues(
+            settings.azure_webjobs_storage,
+            self.store,
+            retention_days=settings.failed_events_retention_days,
+            timeout_seconds=settings.queue_timeout_seconds,
+        )
+
+    def list_failed_events(self, status: str, limit: int) -> list[dict[str, Any]]:
+        """Dead letters, after a sweep so a fresh poison message is listed too (sweep failures tolerated)."""
+        with suppress(QueueUnavailable):
+            self.sweep()
+        return self.store.list_failed_events(status, limit)
 
     def count_ignored(self, kind: str, n: int) -> None:
         self.counters.increment(f"webhook_ignored:{kind}", n)

@@ -55,6 +55,18 @@ class Settings(BaseModel):
     retry_base_seconds: float = Field(5.0, alias="RETRY_BASE_SECONDS", ge=0)
     retry_max_seconds: float = Field(3600.0, alias="RETRY_MAX_SECONDS", gt=0, le=7 * 24 * 3600)
 
+    # Safety net: poller, reconciliation, pauses, dead letters
+    poll_schedule: str = Field("0 */5 * * * *", alias="POLL_SCHEDULE")
+    poll_overlap_seconds: int = Field(300, alias="POLL_OVERLAP_SECONDS", ge=0)
+    poll_grace_seconds: int = Field(120, alias="POLL_GRACE_SECONDS", ge=0)
+    reconcile_window_hours: float = Field(24, alias="RECONCILE_WINDOW_HOURS", gt=0, le=90 * 24)
+    reconcile_every_minutes: float = Field(60, alias="RECONCILE_EVERY_MINUTES", gt=0)
+    reconcile_http_budget_seconds: float = Field(150, alias="RECONCILE_HTTP_BUDGET_SECONDS", gt=0, le=220)
+    token_recheck_seconds: float = Field(60, alias="TOKEN_RECHECK_SECONDS", gt=0)
+    paused_retry_seconds: float = Field(300, alias="PAUSED_RETRY_SECONDS", gt=0)
+    failed_events_retention_days: int = Field(30, alias="FAILED_EVENTS_RETENTION_DAYS", ge=1)
+    secrets_cache_seconds: float = Field(300, alias="SECRETS_CACHE_SECONDS", ge=0)
+
     @field_validator("facebook_page_ids", mode="before")
     @classmethod
     def _split_page_ids(cls, value: object) -> object:

@@ -1,24 +1,29 @@
 """A small Graph API client: explicit fields, token in the Authorization header, timeouts everywhere.
 
 The token never appears in a URL (so never in a logged URL). Errors become the typed exceptions
-of `shared.errors` through `classify_error`.
+of `shared.errors` through `classify_error`. A `ThrottleGate` stops every call while Meta's rate
+limit is in force; `on_token_invalid` hears about every token error so the integration can pause.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import requests
 
-from shared.errors import GraphUnavailable
+from shared.errors import GraphThrottled, GraphUnavailable, TokenInvalid
 from shared.graph.errors import classify_error
+from shared.graph.throttle import ThrottleGate, usage_block_seconds
 from shared.models.lead import LEAD_FIELDS
 
 log = logging.getLogger(__name__)
+
+MAX_PAGES = 10_000
 
 
 @dataclass(frozen=True)
@@ -38,11 +43,23 @@ class GraphClient:
         version: str,
         token: Callable[[], str],
         timeout_seconds: float = 10.0,
+        gate: ThrottleGate | None = None,
+        on_token_invalid: Callable[[TokenInvalid], None] | None = None,
     ) -> None:
         self._base = f"{base_url.rstrip('/')}/{version}"
         self._token = token
         self._timeout = timeout_seconds
+        self._gate = gate or ThrottleGate()
+        self._on_token_invalid = on_token_invalid
         self._local = threading.local()
+        self._calls_made = 0
+        self._calls_lock = threading.Lock()
+
+    @property
+    def calls_made(self) -> int:
+        """Graph calls sent by this client so far (for run statistics)."""
+        with self._calls_lock:
+            return self._calls_made
 
     def _session(self) -> requests.Session:
         session: requests.Session | None = getattr(self._local, "session", None)
@@ -51,10 +68,19 @@ class GraphClient:
             self._local.session = session
         return session
 
-    def request(self, method: str, path: str, params: Mapping[str, str] | None = None) -> GraphResponse:
+    def request(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None = None,
+        token: str | None = None,
+    ) -> GraphResponse:
         """One Graph call; raises a `LeadAgentError` subclass for every failure."""
+        self._gate.check()
         url = f"{self._base}/{path.lstrip('/')}"
-        headers = {"Authorization": f"Bearer {self._token()}", "Accept": "application/json"}
+        headers = {"Authorization": f"Bearer {token or self._token()}", "Accept": "application/json"}
+        with self._calls_lock:
+            self._calls_made += 1
         try:
             response = self._session().request(
                 method, url, params=dict(params or {}), headers=headers, timeout=self._timeout
@@ -66,7 +92,15 @@ class GraphClient:
         except ValueError:
             payload = None
         if response.status_code >= 400 or (isinstance(payload, dict) and "error" in payload):
-            raise classify_error(response.status_code, payload, response.headers)
+            error = classify_error(response.status_code, payload, response.headers)
+            if isinstance(error, GraphThrottled):
+                self._gate.block(error.regain_seconds, str(error))
+            elif isinstance(error, TokenInvalid) and self._on_token_invalid is not None:
+                self._on_token_invalid(error)
+            raise error
+        pause = usage_block_seconds(response.headers)
+        if pause:
+            self._gate.block(pause, "usage headers at the limit")
         if not isinstance(payload, dict):
             raise GraphUnavailable(f"Graph {method} answered {response.status_code} without a JSON object")
         return GraphResponse(body=payload, headers=response.headers)
@@ -74,3 +108,31 @@ class GraphClient:
     def fetch_lead(self, lead_id: str) -> dict[str, Any]:
         """The raw lead object with every field in `LEAD_FIELDS`."""
         return self.request("GET", lead_id, {"fields": ",".join(LEAD_FIELDS)}).body
+
+    def paged(self, path: str, params: Mapping[str, str], token: str | None = None) -> Iterator[dict[str, Any]]:
+        """Every item of a paged edge, following `after` cursors on the same endpoint.
+
+        Never follows an arbitrary `paging.next` URL (the token would go to it); a short or empty
+        page does not end the listing, only a missing `next` does.
+        """
+        query = dict(params)
+        for _ in range(MAX_PAGES):
+            body = self.request("GET", path, query, token=token).body
+            data = body.get("data") or []
+            yield from (item for item in data if isinstance(item, dict))
+            paging = body.get("paging") or {}
+            after = (paging.get("cursors") or {}).get("after")
+            if not paging.get("next") or not after:
+                return
+            query["after"] = str(after)
+        raise GraphUnavailable(f"Graph paging of {path} did not end after {MAX_PAGES} pages")
+
+    def form_leads(
+        self, form_id: str, since: int, until: int | None = None, limit: int = 100
+    ) -> Iterator[dict[str, Any]]:
+        """Leads of a form created after `since` (and before `until`), with every lead field."""
+        filters: list[dict[str, Any]] = [{"field": "time_created", "operator": "GREATER_THAN", "value": int(since)}]
+        if until is not None:
+            filters.append({"field": "time_created", "operator": "LESS_THAN", "value": int(until)})
+        params = {"fields": ",".join(LEAD_FIELDS), "filtering": json.dumps(filters), "limit": str(limit)}
+        return self.paged(f"{form_id}/leads", params)

@@ -20,7 +20,8 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from shared.errors import InvalidLead, LeadAgentError, MalformedMessage, PermanentError, TransientError
+from shared.errors import InvalidLead, LeadAgentError, PermanentError, TransientError
+from shared.graph.integration import IntegrationMonitor
 from shared.ingest.retry import retry_delay
 from shared.ingest.transform import normalise_lead
 from shared.models.lead import GraphLead
@@ -42,6 +43,7 @@ class IngestPolicy:
     max_attempts: int = 40
     retry_base_seconds: float = 5.0
     retry_max_seconds: float = 3600.0
+    paused_retry_seconds: float = 300.0
 
 
 @dataclass
@@ -52,6 +54,7 @@ class IngestDeps:
     fetch_lead: Callable[[str], dict[str, Any]]
     sender: QueueSender
     policy: IngestPolicy
+    monitor: IntegrationMonitor | None = None
     rng: random.Random | None = None
 
 
@@ -92,7 +95,14 @@ def _ingest(message: LeadMessage, deps: IngestDeps) -> IngestResult:
     if deps.store.has_lead(lead_id):
         deps.store.record_duplicate(lead_id, message.source, detail)
         return IngestResult("duplicate", lead_id, message.attempt)
-    raw = message.lead if message.lead is not None else deps.fetch_lead(lead_id)
+    if message.lead is not None:
+        raw = message.lead
+    else:
+        if deps.monitor is not None:
+            deps.monitor.check_fetch_allowed()
+        raw = deps.fetch_lead(lead_id)
+        if deps.monitor is not None:
+            deps.monitor.token_ok()
     try:
         lead = GraphLead.model_validate(raw)
     except ValidationError as exc:
@@ -108,13 +118,19 @@ def _ingest(message: LeadMessage, deps: IngestDeps) -> IngestResult:
 
 
 def _retry_later(message: LeadMessage, exc: TransientError, deps: IngestDeps) -> IngestResult:
-    attempts = message.attempt + 1
-    if attempts >= deps.policy.max_attempts:
-        return _dead_letter(message, exc, deps, attempts=attempts, exhausted=True)
     policy = deps.policy
-    delay = retry_delay(
-        message.attempt, policy.retry_base_seconds, policy.retry_max_seconds, exc.min_delay_seconds, deps.rng
-    )
+    if exc.counts_attempt:
+        attempts = message.attempt + 1
+        if attempts >= policy.max_attempts:
+            return _dead_letter(message, exc, deps, attempts=attempts, exhausted=True)
+        delay = retry_delay(
+            message.attempt, policy.retry_base_seconds, policy.retry_max_seconds, exc.min_delay_seconds, deps.rng
+        )
+    else:
+        # An operator must fix this (token, permission): wait as long as it takes, attempts untouched.
+        attempts = message.attempt
+        floor = max(policy.paused_retry_seconds, exc.min_delay_seconds)
+        delay = retry_delay(0, floor, max(floor, policy.retry_max_seconds), floor, deps.rng)
     retry = message.model_copy(update={"attempt": attempts, "last_error": _describe(exc)})
     deps.sender.send(LEADS_QUEUE, retry.to_text(), delay_seconds=delay)
     log.warning(
@@ -186,4 +202,4 @@ def _describe(exc: LeadAgentError) -> str:
     return f"{type(exc).__name__}: {exc}"[:1000]
 
 
-__all__ = ["IngestDeps", "IngestPolicy", "IngestResult", "MalformedMessage", "ingest_lead_message"]
+__all__ = ["IngestDeps", "IngestPolicy", "IngestResult", "ingest_lead_message"]

@@ -59,6 +59,7 @@ class Statements:
     set_failed_event_status: str
     purge_failed_events: str
     lead_message_fields: str
+    latest_failed_event_for_lead: str
 
 
 @dataclass(frozen=True)
@@ -343,6 +344,13 @@ class LeadStore:
         """One dead letter with its payload, or None."""
         with self.backend.read() as cur:
             cur.execute(self._statements.get_failed_event, (event_id,))
+            row = cur.fetchone()
+        return None if row is None else self._failed_event(row, with_payload=True)
+
+    def latest_failed_event_for_lead(self, facebook_lead_id: str) -> dict[str, Any] | None:
+        """The newest dead letter of a lead, with its payload, or None."""
+        with self.backend.read() as cur:
+            cur.execute(self._statements.latest_failed_event_for_lead, (facebook_lead_id,))
             row = cur.fetchone()
         return None if row is None else self._failed_event(row, with_payload=True)
 

@@ -70,6 +70,10 @@ STATEMENTS = Statements(
     set_failed_event_status="UPDATE failed_events SET status = ?, last_failed_at = ? WHERE id = ?",
     purge_failed_events="DELETE FROM failed_events WHERE first_failed_at < ?",
     lead_message_fields="SELECT page_id, form_id, ad_id FROM leads WHERE facebook_lead_id = ?",
+    latest_failed_event_for_lead=(
+        "SELECT id, queue, stage, facebook_lead_id, error, attempts, first_failed_at, last_failed_at, status, payload"
+        " FROM failed_events WHERE facebook_lead_id = ? ORDER BY id DESC LIMIT 1"
+    ),
 )
 
 MIGRATIONS = (

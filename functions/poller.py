@@ -1,0 +1,36 @@
+"""Timers: the 5-minute poller (backfill, gap detection, Meta health) and the dead-letter sweep."""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from shared.poller.reconcile import poll_once
+from shared.services import get_services
+
+bp = func.Blueprint()
+log = logging.getLogger(__name__)
+
+
+@bp.function_name("poll_leads")
+@bp.timer_trigger(arg_name="timer", schedule="%POLL_SCHEDULE%", run_on_startup=False, use_monitor=True)
+def poll_leads(timer: func.TimerRequest) -> None:
+    """Queue every lead Meta has that the store lacks; check the token and page subscriptions."""
+    report = poll_once(get_services().poller_deps(), trigger="timer")
+    log.info(
+        "poll: done", extra={"stage": "poll", "outcome": report.skipped or report.error or "ok", **_figures(report)}
+    )
+
+
+@bp.function_name("sweep_dead_letters")
+@bp.timer_trigger(arg_name="timer", schedule="30 */5 * * * *", run_on_startup=False, use_monitor=True)
+def sweep_dead_letters(timer: func.TimerRequest) -> None:
+    """Move poison-queue messages into failed_events; purge rows past the retention."""
+    report = get_services().sweep()
+    log.info("sweep: done", extra={"stage": "sweep", **report.as_dict()})
+
+
+def _figures(report: object) -> dict[str, object]:
+    names = ("forms_checked", "leads_seen", "missing_found", "enqueued", "graph_calls")
+    return {name: getattr(report, name) for name in names}

@@ -1,0 +1,101 @@
+"""The throttle gate: once Meta says "slow down", no Graph call leaves until the regain time.
+
+Meta's advice is to stop calling while limited (more calls lengthen the block). The gate is
+kept in memory and, when a state store is given, in the `state` table so every instance sees it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from shared.errors import GraphThrottled, TransientError
+from shared.graph.errors import regain_seconds
+
+log = logging.getLogger(__name__)
+
+STATE_KEY = "graph_throttle"
+APP_USAGE_LIMIT = 100  # percent; Meta throttles at 100
+DEFAULT_BLOCK_SECONDS = 60.0
+
+
+def usage_block_seconds(headers: Mapping[str, str]) -> float:
+    """Seconds to stop calling, read from a successful answer's usage headers (0 when fine)."""
+    regain = regain_seconds(headers)
+    if regain > 0:
+        return regain
+    for key, value in headers.items():
+        if key.lower() == "x-app-usage":
+            try:
+                usage = json.loads(value)
+            except ValueError:
+                return 0.0
+            if isinstance(usage, dict) and any(
+                isinstance(v, int | float) and v >= APP_USAGE_LIMIT for v in usage.values()
+            ):
+                return DEFAULT_BLOCK_SECONDS
+    return 0.0
+
+
+class ThrottleGate:
+    """Blocks Graph calls until a regain time; shared through `state` when a store is attached."""
+
+    def __init__(
+        self,
+        store: Callable[[], Any] | None = None,
+        clock: Callable[[], float] = time.time,
+        refresh_seconds: float = 5.0,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._refresh = refresh_seconds
+        self._until = 0.0
+        self._checked_at = -1e18
+        self._lock = threading.Lock()
+
+    def blocked_until(self) -> float:
+        """Epoch seconds until which calls are blocked (0 when open)."""
+        now = self._clock()
+        with self._lock:
+            stale = now - self._checked_at >= self._refresh
+        if stale and self._store is not None:
+            shared = self._read_shared()
+            with self._lock:
+                self._checked_at = now
+                self._until = max(self._until, shared)
+        with self._lock:
+            return self._until if self._until > now else 0.0
+
+    def check(self) -> None:
+        """Raise `GraphThrottled` with the remaining wait when calls are blocked."""
+        until = self.blocked_until()
+        if until:
+            remaining = until - self._clock()
+            raise GraphThrottled(f"Graph calls paused for {remaining:.0f}s more (rate limited)", remaining)
+
+    def block(self, seconds: float, reason: str) -> None:
+        """Stop calls for `seconds` from now (never shortens an existing block)."""
+        until = self._clock() + max(seconds, 1.0)
+        with self._lock:
+            if until <= self._until:
+                return
+            self._until = until
+        log.warning(
+            "graph: throttled, pausing calls for %.0fs", seconds, extra={"stage": "graph", "outcome": "throttled"}
+        )
+        if self._store is not None:
+            try:
+                self._store().put_state(STATE_KEY, {"until": until, "reason": reason[:300]})
+            except TransientError:
+                log.warning("graph: throttle kept in memory only (store unavailable)")
+
+    def _read_shared(self) -> float:
+        try:
+            state = self._store().get_state(STATE_KEY) if self._store is not None else None
+        except TransientError:
+            return 0.0
+        return float(state.get("until", 0.0)) if state else 0.0

@@ -1,0 +1,1 @@
+"""Operations on demand: reprocess dead letters and leads."""

@@ -1,0 +1,96 @@
+"""Reprocess: put a failed event (by its id) or a lead (by `facebook_lead_id`) back on its queue.
+
+The result is always visible afterwards: the lead is stored (or counted as a duplicate), or it
+fails again and becomes a fresh dead letter; the old row is marked `reprocessed`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from shared.models.messages import LeadMessage
+from shared.queues.names import LEADS_QUEUE, POISON_SUFFIX
+from shared.queues.sender import QueueSender
+from shared.store.base import LeadStore
+
+MAX_EVENT_ID_DIGITS = 12  # failed-event ids are small; lead ids are 15+ digits
+
+
+@dataclass(frozen=True)
+class ReprocessResult:
+    """HTTP status and JSON body for `POST /api/ops/reprocess/{id}`."""
+
+    status: int
+    body: dict[str, Any]
+
+
+def reprocess(identifier: str, store: LeadStore, sender: QueueSender) -> ReprocessResult:
+    """Re-queue what `identifier` names: 202 with what was queued, 404 unknown, 409 not replayable."""
+    identifier = identifier.strip()
+    if identifier.isdigit() and len(identifier) <= MAX_EVENT_ID_DIGITS:
+        event = store.get_failed_event(int(identifier))
+        if event is not None:
+            return _requeue_failed_event(event, store, sender)
+    if not identifier or not identifier.replace("_", "").isalnum():
+        return ReprocessResult(404, {"error": "unknown id"})
+    routing = store.lead_routing(identifier)
+    failed = store.latest_failed_event_for_lead(identifier)
+    if routing is None and failed is None:
+        return ReprocessResult(404, {"error": f"no failed event or lead with id {identifier}"})
+    if routing is None and failed is not None:
+        routing = _routing_from_payload(failed.get("payload") or "")
+    message = LeadMessage(facebook_lead_id=identifier, source="reprocess", **(routing or {}))
+    message_id = sender.send(LEADS_QUEUE, message.to_text())
+    if failed is not None and failed.get("status") == "open":
+        store.set_failed_event_status(int(failed["id"]), "reprocessed", {"message_id": message_id})
+    store.audit("reprocess_queued", identifier, {"by": "lead_id"})
+    return ReprocessResult(
+        202,
+        {"queued": {"queue": LEADS_QUEUE, "facebook_lead_id": identifier, "message_id": message_id}},
+    )
+
+
+def _requeue_failed_event(event: dict[str, Any], store: LeadStore, sender: QueueSender) -> ReprocessResult:
+    queue = str(event["queue"]).removesuffix(POISON_SUFFIX)
+    payload = str(event.get("payload") or "")
+    if queue == LEADS_QUEUE:
+        try:
+            original = LeadMessage.model_validate_json(payload)
+        except ValidationError:
+            return ReprocessResult(
+                409,
+                {
+                    "error": "this dead letter holds no lead to reprocess (malformed webhook or change)",
+                    "failed_event_id": event["id"],
+                    "reason": event["error"],
+                },
+            )
+        message = original.model_copy(update={"attempt": 0, "source": "reprocess", "last_error": None, "lead": None})
+        text = message.to_text()
+        lead_id: str | None = message.facebook_lead_id
+    else:
+        text, lead_id = payload, event.get("facebook_lead_id")
+    message_id = sender.send(queue, text)
+    store.set_failed_event_status(int(event["id"]), "reprocessed", {"message_id": message_id})
+    return ReprocessResult(
+        202,
+        {
+            "queued": {
+                "queue": queue,
+                "failed_event_id": event["id"],
+                "facebook_lead_id": lead_id,
+                "message_id": message_id,
+            }
+        },
+    )
+
+
+def _routing_from_payload(payload: str) -> dict[str, Any] | None:
+    try:
+        message = LeadMessage.model_validate_json(payload)
+    except ValidationError:
+        return None
+    return {"page_id": message.page_id, "form_id": message.form_id, "ad_id": message.ad_id}

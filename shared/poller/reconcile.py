@@ -1,0 +1,303 @@
+"""Poll and reconcile: list each page's forms, read their leads by `time_created`, queue the missing.
+
+Per form, the timer reads leads created after (checkpoint - overlap) and before (now - grace),
+so leads still on their way through the webhook are left to it. Once an hour (and on demand) it
+compares the whole reconciliation window instead. Every lead Meta has that the store does not is
+queued on `leads-inbound` with `source=polling`, carrying the lead it already fetched. A form's
+checkpoint moves only after its missing leads are on the queue; a lease stops overlapping runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.errors import GraphThrottled, LeadAgentError, TokenInvalid
+from shared.graph.client import GraphClient
+from shared.graph.integration import IntegrationMonitor
+from shared.incidents import close_incident, open_incident
+from shared.models.lead import parse_graph_time
+from shared.models.messages import LeadMessage
+from shared.poller.meta_health import check_token, ensure_subscription, token_error
+from shared.queues.names import LEADS_QUEUE
+from shared.queues.sender import QueueSender
+from shared.store.base import LeadStore, PollRun
+
+log = logging.getLogger(__name__)
+
+LEASE = "poller"
+FORM_STATUSES = frozenset({"ACTIVE", "ARCHIVED"})
+MAX_MESSAGE_CHARS = 45_000
+CHUNK_SECONDS = 24 * 3600
+
+
+@dataclass(frozen=True)
+class PollerConfig:
+    """Timing of the safety net (all from settings)."""
+
+    page_ids: tuple[str, ...]
+    app_id: str = ""
+    overlap_seconds: int = 300
+    grace_seconds: int = 120
+    window_hours: float = 24.0
+    full_every_seconds: float = 3600.0
+    lease_seconds: float = 600.0
+
+
+@dataclass
+class PollerDeps:
+    """What a run needs; tests pass real parts (sandbox Graph, SQLite, Azurite)."""
+
+    graph: GraphClient
+    store: LeadStore
+    sender: QueueSender
+    config: PollerConfig
+    access_token: Callable[[], str]
+    app_token: Callable[[], str]
+    monitor: IntegrationMonitor | None = None
+    clock: Callable[[], float] = time.time
+
+
+@dataclass
+class RunReport:
+    """A run's figures (returned by `POST /api/ops/reconcile` and kept in `poll_runs`)."""
+
+    trigger: str
+    forms_checked: int = 0
+    leads_seen: int = 0
+    missing_found: int = 0
+    enqueued: int = 0
+    graph_calls: int = 0
+    complete: bool = True
+    skipped: str | None = None
+    error: str | None = None
+    window_start: str | None = None
+    window_end: str | None = None
+    token: dict[str, Any] | None = None
+    subscriptions: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _checkpoint_key(form_id: str) -> str:
+    return f"checkpoint:{form_id}"
+
+
+def poll_once(deps: PollerDeps, trigger: str = "timer") -> RunReport:
+    """The timer's run: Meta health, then every form since its checkpoint (or the full window hourly)."""
+    report = RunReport(trigger=trigger)
+    owner = uuid.uuid4().hex
+    if not deps.store.try_acquire_lease(LEASE, owner, deps.config.lease_seconds):
+        report.skipped = "another poll is running"
+        return report
+    started = deps.clock()
+    calls_before = deps.graph.calls_made
+    try:
+        if not _meta_health(deps, report):
+            return report
+        now = deps.clock()
+        until = int(now - deps.config.grace_seconds)
+        full = _full_reconcile_due(deps, now)
+        window_floor = int(now - deps.config.window_hours * 3600)
+        for page_id, form_id in _forms(deps, report):
+            checkpoint = (deps.store.get_state(_checkpoint_key(form_id)) or {}).get("until")
+            since = window_floor if checkpoint is None or full else int(checkpoint) - deps.config.overlap_seconds
+            _reconcile_form(deps, report, page_id, form_id, since, until)
+            deps.store.put_state(_checkpoint_key(form_id), {"until": until})
+        report.window_start, report.window_end = _iso(window_floor if full else until), _iso(until)
+        if full:
+            deps.store.put_state("last_full_reconcile", {"at": now})
+        close_incident(deps.store, "polling_failing")
+    except LeadAgentError as exc:
+        _failed(deps, report, exc)
+    finally:
+        report.graph_calls = deps.graph.calls_made - calls_before
+        _record(deps, report, started)
+        deps.store.release_lease(LEASE, owner)
+    return report
+
+
+def reconcile_window(deps: PollerDeps, hours: float, budget_seconds: float, trigger: str = "ops") -> RunReport:
+    """On-demand reconciliation of the last `hours`, oldest day first, within `budget_seconds`.
+
+    Checkpoints are left alone. When the budget runs out the report says `complete: false` and
+    how far it got (`window_start`..`window_end`); call again for the rest.
+    """
+    report = RunReport(trigger=trigger)
+    owner = uuid.uuid4().hex
+    if not deps.store.try_acquire_lease(LEASE, owner, deps.config.lease_seconds):
+        report.skipped = "another poll is running"
+        report.complete = False
+        return report
+    started = deps.clock()
+    deadline = started + budget_seconds
+    calls_before = deps.graph.calls_made
+    end = int(started - deps.config.grace_seconds)
+    start = int(started - hours * 3600)
+    report.window_start = _iso(start)
+    try:
+        if not _meta_health(deps, report):
+            report.complete = False
+            return report
+        forms = list(_forms(deps, report))
+        chunk_start = start
+        while chunk_start < end:
+            chunk_end = min(end, chunk_start + CHUNK_SECONDS)
+            for page_id, form_id in forms:
+                _reconcile_form(deps, report, page_id, form_id, chunk_start - 1, chunk_end)
+            report.window_end = _iso(chunk_end)
+            chunk_start = chunk_end
+            if chunk_start < end and deps.clock() > deadline:
+                report.complete = False
+                break
+    except LeadAgentError as exc:
+        report.complete = False
+        _failed(deps, report, exc)
+    finally:
+        report.graph_calls = deps.graph.calls_made - calls_before
+        _record(deps, report, started)
+        deps.store.release_lease(LEASE, owner)
+    return report
+
+
+def _meta_health(deps: PollerDeps, report: RunReport) -> bool:
+    """Token and subscriptions; False when polling must pause (token invalid)."""
+    try:
+        status = check_token(deps.graph, deps.access_token(), deps.app_token())
+    except TokenInvalid as exc:
+        _token_invalid(deps, report, exc)
+        return False
+    report.token = status.as_dict()
+    if not status.valid:
+        _token_invalid(deps, report, token_error(status))
+        return False
+    if deps.monitor is not None:
+        deps.monitor.token_ok()
+    lost = []
+    for page_id in deps.config.page_ids:
+        subscription = ensure_subscription(deps.graph, page_id, deps.config.app_id)
+        report.subscriptions.append(subscription.as_dict())
+        if subscription.restored:
+            lost.append(page_id)
+            deps.store.audit("subscription_restored", None, {"page_id": page_id})
+            log.warning("poller: page subscription was missing and is restored", extra={"page_id": page_id})
+    if lost:
+        open_incident(deps.store, "subscription_lost", {"pages": lost, "restored": True})
+    elif all(s["subscribed"] for s in report.subscriptions):
+        close_incident(deps.store, "subscription_lost")
+    return True
+
+
+def _token_invalid(deps: PollerDeps, report: RunReport, exc: TokenInvalid) -> None:
+    report.error = f"token invalid: {exc}"[:500]
+    report.skipped = "token invalid: polling paused"
+    report.token = {"valid": False, "error": str(exc)[:300]}
+    if deps.monitor is not None:
+        deps.monitor.token_invalid(exc)
+
+
+def _failed(deps: PollerDeps, report: RunReport, exc: LeadAgentError) -> None:
+    report.error = f"{type(exc).__name__}: {exc}"[:500]
+    log.warning("poller: run failed", extra={"stage": "poll", "outcome": "failed", "error_type": type(exc).__name__})
+    if not isinstance(exc, GraphThrottled):
+        try:
+            open_incident(deps.store, "polling_failing", {"error_type": type(exc).__name__})
+        except LeadAgentError:
+            log.warning("poller: could not record the polling incident")
+
+
+def _full_reconcile_due(deps: PollerDeps, now: float) -> bool:
+    last = (deps.store.get_state("last_full_reconcile") or {}).get("at")
+    return last is None or now - float(last) >= deps.config.full_every_seconds
+
+
+def _forms(deps: PollerDeps, report: RunReport) -> Iterable[tuple[str, str]]:
+    """(page id, form id) of every form that can still hold new leads."""
+    found = []
+    for page_id in deps.config.page_ids:
+        for form in deps.graph.paged(f"{page_id}/leadgen_forms", {"fields": "id,name,status", "limit": "100"}):
+            if str(form.get("status", "ACTIVE")).upper() in FORM_STATUSES and form.get("id"):
+                found.append((page_id, str(form["id"])))
+    report.forms_checked = len(found)
+    return found
+
+
+def _reconcile_form(
+    deps: PollerDeps,
+    report: RunReport,
+    page_id: str,
+    form_id: str,
+    since: int,
+    until: int,
+) -> None:
+    """Queue every lead of the form in (since, until) that the store lacks; raise before moving on if not."""
+    leads = list(deps.graph.form_leads(form_id, since, until))
+    report.leads_seen += len(leads)
+    ids = [str(lead.get("id")) for lead in leads if lead.get("id")]
+    stored = deps.store.existing_lead_ids(ids)
+    missing = [lead for lead in leads if str(lead.get("id")) not in stored]
+    report.missing_found += len(missing)
+    if not missing:
+        return
+    texts = [_message_text(page_id, form_id, lead) for lead in missing]
+    deps.sender.send_many(LEADS_QUEUE, texts)
+    report.enqueued += len(texts)
+    log.info(
+        "poller: queued leads the webhook missed",
+        extra={"stage": "poll", "outcome": "enqueued", "form_id": form_id, "count": len(texts)},
+    )
+
+
+def _message_text(page_id: str, form_id: str, lead: dict[str, Any]) -> str:
+    created = parse_graph_time(lead.get("created_time"))
+    message = LeadMessage(
+        facebook_lead_id=str(lead["id"]),
+        page_id=page_id,
+        form_id=str(lead.get("form_id") or form_id),
+        ad_id=str(lead["ad_id"]) if lead.get("ad_id") else None,
+        created_time=int(created.timestamp()) if isinstance(created, datetime) else None,
+        source="polling",
+        lead=lead,
+    )
+    text = message.to_text()
+    if len(text) > MAX_MESSAGE_CHARS:  # too big to carry: ingestion fetches it instead
+        text = message.model_copy(update={"lead": None}).to_text()
+    return text
+
+
+def _record(deps: PollerDeps, report: RunReport, started: float) -> None:
+    if report.skipped and report.skipped.startswith("another"):
+        return
+    finished = deps.clock()
+    try:
+        deps.store.record_poll_run(
+            PollRun(
+                trigger=report.trigger,
+                started_at=datetime.fromtimestamp(started, tz=UTC),
+                finished_at=datetime.fromtimestamp(finished, tz=UTC),
+                window_start=_parse(report.window_start),
+                window_end=_parse(report.window_end),
+                forms_checked=report.forms_checked,
+                leads_seen=report.leads_seen,
+                missing_found=report.missing_found,
+                enqueued=report.enqueued,
+                graph_calls=report.graph_calls,
+                error=report.error,
+            )
+        )
+    except LeadAgentError:
+        log.warning("poller: run figures not recorded (store unavailable)")
+
+
+def _parse(value: str | None) -> datetime | None:
+    return None if value is None else datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
