@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import threading
 from contextlib import suppress
-from typing import Any
 from functools import cached_property
+from typing import Any
 
 from shared.counters import TableCounters
 from shared.errors import QueueUnavailable
