@@ -29,6 +29,7 @@ VAULT_NAMES = {
     "FACEBOOK_VERIFY_TOKEN": "facebook-verify-token",
     "FACEBOOK_ACCESS_TOKEN": "facebook-access-token",
 }
+UNREACHABLE_RETRY_SECONDS = 30.0
 _SETTING_FIELDS = {
     "FACEBOOK_APP_SECRET": "facebook_app_secret",
     "FACEBOOK_APP_SECRET_PREVIOUS": "facebook_app_secret_previous",
@@ -91,7 +92,13 @@ class SecretProvider:
                 return cached[1]
         value = self._read_vault(setting)
         if value is None:
-            return cached[1] if cached is not None else fallback
+            # Vault unreachable: keep the last value (or the setting) and ask again after a short pause,
+            # not on every call, so webhooks never wait on a vault outage.
+            kept = cached[1] if cached is not None else fallback
+            retry_at = now - self._ttl + min(self._ttl, UNREACHABLE_RETRY_SECONDS)
+            with self._lock:
+                self._cache[setting] = (retry_at, kept)
+            return kept
         with self._lock:
             self._cache[setting] = (now, value)
         return value

@@ -89,6 +89,11 @@ class ThrottleGate:
         )
         if self._store is not None:
             try:
+                shared = self._read_shared()
+                if shared >= until:  # another instance already holds a longer block: keep it
+                    with self._lock:
+                        self._until = max(self._until, shared)
+                    return
                 self._store().put_state(STATE_KEY, {"until": until, "reason": reason[:300]})
             except TransientError:
                 log.warning("graph: throttle kept in memory only (store unavailable)")
