@@ -67,14 +67,17 @@ class Services:
 
     @property
     def store(self) -> LeadStore:
-        """The migrated store; raises `StoreUnavailable` (and retries next time) if it cannot open."""
+        """The store; its schema is migrated on first use, so building it never touches the database.
+
+        A database that is down surfaces as `StoreUnavailable` from the operation that needed it,
+        where the pipeline classifies it (retry later), never while wiring.
+        """
         with self._store_lock:
             if self._store is None:
                 from shared.store.sqlite import SqliteBackend
 
-                store = LeadStore(SqliteBackend(self.settings.sqlite_path, self.settings.store_timeout_seconds))
-                store.migrate()
-                self._store = store
+                backend = SqliteBackend(self.settings.sqlite_path, self.settings.store_timeout_seconds)
+                self._store = LeadStore(backend, migrate_on_first_use=True)
             return self._store
 
     def ingest_deps(self) -> IngestDeps:

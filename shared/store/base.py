@@ -9,6 +9,7 @@ commit in one transaction or not at all.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -60,6 +61,10 @@ class Statements:
     purge_failed_events: str
     lead_message_fields: str
     latest_failed_event_for_lead: str
+    reopen_incident: str
+    insert_incident: str
+    resolve_incident: str
+    list_incidents: str
 
 
 @dataclass(frozen=True)
@@ -199,9 +204,27 @@ def iso_utc(value: datetime) -> str:
 class LeadStore:
     """The agent's storage, over any `StoreBackend`."""
 
-    def __init__(self, backend: StoreBackend) -> None:
+    def __init__(self, backend: StoreBackend, migrate_on_first_use: bool = False) -> None:
         self.backend = backend
         self._statements = backend.statements
+        self._auto_migrate = migrate_on_first_use
+        self._migrated = False
+        self._migrate_lock = threading.Lock()
+
+    def _ensure_schema(self) -> None:
+        """Apply migrations before the first use (retried on the next use if the database is down)."""
+        if self._auto_migrate and not self._migrated:
+            with self._migrate_lock:
+                if not self._migrated:
+                    self.migrate()
+
+    def _write(self) -> AbstractContextManager[Cursor]:
+        self._ensure_schema()
+        return self.backend.write()
+
+    def _read(self) -> AbstractContextManager[Cursor]:
+        self._ensure_schema()
+        return self.backend.read()
 
     def migrate(self) -> int:
         """Apply every migration not yet applied, each in its own transaction; return the version.
@@ -224,17 +247,18 @@ class LeadStore:
                     cur.execute(statement)
                 cur.execute(s.record_version, (migration.version, self.backend.to_db_time(datetime.now(UTC))))
                 version = migration.version
+        self._migrated = True
         return version
 
     def schema_version(self) -> int:
-        with self.backend.read() as cur:
+        with self._read() as cur:
             cur.execute(self._statements.current_version)
             row = cur.fetchone()
             return int(row[0] or 0) if row else 0
 
     def has_lead(self, facebook_lead_id: str) -> bool:
         """Whether the lead is stored (a hint to skip a Graph call; the insert still decides)."""
-        with self.backend.read() as cur:
+        with self._read() as cur:
             cur.execute(self._statements.lead_exists, (facebook_lead_id,))
             return cur.fetchone() is not None
 
@@ -274,7 +298,7 @@ class LeadStore:
         )
         s = self._statements
         duplicate = False
-        with self.backend.write() as cur:
+        with self._write() as cur:
             try:
                 cur.execute(s.insert_lead, values)
             except Exception as exc:
@@ -301,7 +325,7 @@ class LeadStore:
     def record_duplicate(self, facebook_lead_id: str, source: str, detail: dict[str, Any] | None = None) -> None:
         """Audit a delivery of a lead that is already stored (counted as `duplicates_ignored`)."""
         now = self.backend.to_db_time(datetime.now(UTC))
-        with self.backend.write() as cur:
+        with self._write() as cur:
             self._audit(cur, "duplicate", facebook_lead_id, source, detail, now)
 
     def record_failed_event(self, event: FailedEvent) -> bool:
@@ -310,7 +334,7 @@ class LeadStore:
         Returns False when that dead letter was already recorded (nothing written).
         """
         at = self.backend.to_db_time(event.failed_at)
-        with self.backend.write() as cur:
+        with self._write() as cur:
             try:
                 cur.execute(
                     self._statements.insert_failed_event,
@@ -335,21 +359,21 @@ class LeadStore:
 
     def list_failed_events(self, status: str = "open", limit: int = 100) -> list[dict[str, Any]]:
         """Dead letters with `status`, newest first, in the ops shape (payload excluded)."""
-        with self.backend.read() as cur:
+        with self._read() as cur:
             cur.execute(self._statements.list_failed_events, (status, limit))
             rows = cur.fetchall()
         return [self._failed_event(row, with_payload=False) for row in rows]
 
     def get_failed_event(self, event_id: int) -> dict[str, Any] | None:
         """One dead letter with its payload, or None."""
-        with self.backend.read() as cur:
+        with self._read() as cur:
             cur.execute(self._statements.get_failed_event, (event_id,))
             row = cur.fetchone()
         return None if row is None else self._failed_event(row, with_payload=True)
 
     def latest_failed_event_for_lead(self, facebook_lead_id: str) -> dict[str, Any] | None:
         """The newest dead letter of a lead, with its payload, or None."""
-        with self.backend.read() as cur:
+        with self._read() as cur:
             cur.execute(self._statements.latest_failed_event_for_lead, (facebook_lead_id,))
             row = cur.fetchone()
         return None if row is None else self._failed_event(row, with_payload=True)
@@ -357,13 +381,13 @@ class LeadStore:
     def set_failed_event_status(self, event_id: int, status: str, detail: dict[str, Any] | None = None) -> None:
         """Mark a dead letter (`reprocessed`, `resolved` …) and audit the change."""
         now = self.backend.to_db_time(datetime.now(UTC))
-        with self.backend.write() as cur:
+        with self._write() as cur:
             cur.execute(self._statements.set_failed_event_status, (status, now, event_id))
             self._audit(cur, f"failed_event_{status}", None, None, {"failed_event_id": event_id, **(detail or {})}, now)
 
     def purge_failed_events(self, older_than: datetime) -> int:
         """Delete dead letters first failed before `older_than`; return how many."""
-        with self.backend.write() as cur:
+        with self._write() as cur:
             cur.execute(self._statements.purge_failed_events, (self.backend.to_db_time(older_than),))
             return max(int(getattr(cur, "rowcount", 0) or 0), 0)
 
@@ -375,9 +399,56 @@ class LeadStore:
             record.pop("payload")
         return record
 
+    def open_incident(self, kind: str, detail: dict[str, Any]) -> bool:
+        """Mark incident `kind` open; True only for the one caller that made the transition.
+
+        One conditional write decides (an update of a closed row, else an insert guarded by the
+        primary key), so concurrent instances raise one alert, not one each.
+        """
+        now = self.backend.to_db_time(datetime.now(UTC))
+        text = json.dumps(detail, ensure_ascii=False)
+        with self._write() as cur:
+            cur.execute(self._statements.reopen_incident, (now, text, kind))
+            opened = int(getattr(cur, "rowcount", 0) or 0) > 0
+            if not opened:
+                try:
+                    cur.execute(self._statements.insert_incident, (kind, now, text))
+                    opened = True
+                except Exception as exc:
+                    if not self.backend.is_duplicate_key(exc):
+                        raise
+            if opened:
+                self._audit(cur, "incident_opened", None, None, {"kind": kind, **detail}, now)
+        return opened
+
+    def resolve_incident(self, kind: str, detail: dict[str, Any] | None = None) -> bool:
+        """Mark incident `kind` resolved; True only for the one caller that made the transition."""
+        now = self.backend.to_db_time(datetime.now(UTC))
+        with self._write() as cur:
+            cur.execute(self._statements.resolve_incident, (now, kind))
+            resolved = int(getattr(cur, "rowcount", 0) or 0) > 0
+            if resolved:
+                self._audit(cur, "incident_resolved", None, None, {"kind": kind, **(detail or {})}, now)
+        return resolved
+
+    def incidents(self) -> dict[str, dict[str, Any]]:
+        """Every incident ever raised: `open`, `opened_at`, `resolved_at`, `detail`."""
+        with self._read() as cur:
+            cur.execute(self._statements.list_incidents)
+            rows = cur.fetchall()
+        result = {}
+        for kind, is_open, opened_at, resolved_at, detail in rows:
+            result[str(kind)] = {
+                "open": bool(is_open),
+                "opened_at": iso_utc(self.backend.from_db_time(opened_at)),
+                "resolved_at": None if resolved_at is None else iso_utc(self.backend.from_db_time(resolved_at)),
+                "detail": json.loads(detail) if detail else {},
+            }
+        return result
+
     def get_state(self, key: str) -> dict[str, Any] | None:
         """The JSON value kept under `key` in `state`, or None."""
-        with self.backend.read() as cur:
+        with self._read() as cur:
             cur.execute(self._statements.get_state, (key,))
             row = cur.fetchone()
         return None if row is None else dict(json.loads(row[0]))
@@ -385,26 +456,26 @@ class LeadStore:
     def put_state(self, key: str, value: dict[str, Any]) -> None:
         """Set `state[key]` (insert or replace) in one statement."""
         now = self.backend.to_db_time(datetime.now(UTC))
-        with self.backend.write() as cur:
+        with self._write() as cur:
             cur.execute(self._statements.put_state, (key, json.dumps(value), now))
 
     def try_acquire_lease(self, name: str, owner: str, ttl_seconds: float) -> bool:
         """Take the lease `name` for `owner` unless someone else holds an unexpired one (one write)."""
         now = datetime.now(UTC)
         expires = self.backend.to_db_time(datetime.fromtimestamp(now.timestamp() + ttl_seconds, tz=UTC))
-        with self.backend.write() as cur:
+        with self._write() as cur:
             cur.execute(self._statements.acquire_lease, (name, owner, expires, self.backend.to_db_time(now)))
             return int(getattr(cur, "rowcount", 0) or 0) > 0
 
     def release_lease(self, name: str, owner: str) -> None:
-        with self.backend.write() as cur:
+        with self._write() as cur:
             cur.execute(self._statements.release_lease, (name, owner))
 
     def existing_lead_ids(self, ids: Sequence[str]) -> set[str]:
         """Which of `ids` are stored (unique-index lookups, 500 at a time)."""
         found: set[str] = set()
         unique = list(dict.fromkeys(ids))
-        with self.backend.read() as cur:
+        with self._read() as cur:
             for start in range(0, len(unique), 500):
                 chunk = unique[start : start + 500]
                 sql = self._statements.existing_lead_ids.format(params=", ".join("?" * len(chunk)))
@@ -414,7 +485,7 @@ class LeadStore:
 
     def lead_routing(self, facebook_lead_id: str) -> dict[str, str | None] | None:
         """The page, form and ad ids of a stored lead (to re-queue it), or None."""
-        with self.backend.read() as cur:
+        with self._read() as cur:
             cur.execute(self._statements.lead_message_fields, (facebook_lead_id,))
             row = cur.fetchone()
         return None if row is None else {"page_id": row[0], "form_id": row[1], "ad_id": row[2]}
@@ -422,7 +493,7 @@ class LeadStore:
     def record_poll_run(self, run: PollRun) -> None:
         """Keep a poller/reconciliation run's figures for stats and the digest."""
         t = self.backend.to_db_time
-        with self.backend.write() as cur:
+        with self._write() as cur:
             cur.execute(
                 self._statements.insert_poll_run,
                 (
@@ -444,12 +515,12 @@ class LeadStore:
     def audit(self, action: str, facebook_lead_id: str | None = None, detail: dict[str, Any] | None = None) -> None:
         """Write one audit row (ids and reasons only, never lead data)."""
         now = self.backend.to_db_time(datetime.now(UTC))
-        with self.backend.write() as cur:
+        with self._write() as cur:
             self._audit(cur, action, facebook_lead_id, None, detail, now)
 
     def last_leads(self, limit: int) -> list[dict[str, Any]]:
         """The newest `limit` leads (by creation time), in the ops shape of DESIGN.md."""
-        with self.backend.read() as cur:
+        with self._read() as cur:
             cur.execute(self._statements.last_leads, (limit,))
             rows = cur.fetchall()
         leads = []
@@ -463,7 +534,7 @@ class LeadStore:
     def ping(self) -> float:
         """Run a trivial query; return its latency in milliseconds (raises `StoreUnavailable`)."""
         started = time.perf_counter()
-        with self.backend.read() as cur:
+        with self._read() as cur:
             cur.execute(self._statements.ping)
             cur.fetchone()
         return (time.perf_counter() - started) * 1000

@@ -74,6 +74,12 @@ STATEMENTS = Statements(
         "SELECT id, queue, stage, facebook_lead_id, error, attempts, first_failed_at, last_failed_at, status, payload"
         " FROM failed_events WHERE facebook_lead_id = ? ORDER BY id DESC LIMIT 1"
     ),
+    reopen_incident=(
+        "UPDATE incidents SET is_open = 1, opened_at = ?, resolved_at = NULL, detail = ? WHERE kind = ? AND is_open = 0"
+    ),
+    insert_incident="INSERT INTO incidents (kind, is_open, opened_at, detail) VALUES (?, 1, ?, ?)",
+    resolve_incident="UPDATE incidents SET is_open = 0, resolved_at = ? WHERE kind = ? AND is_open = 1",
+    list_incidents="SELECT kind, is_open, opened_at, resolved_at, detail FROM incidents ORDER BY kind",
 )
 
 MIGRATIONS = (
@@ -164,6 +170,18 @@ MIGRATIONS = (
                 error TEXT
             )""",
             "CREATE INDEX ix_poll_runs_started ON poll_runs (started_at)",
+        ),
+    ),
+    Migration(
+        3,
+        (
+            """CREATE TABLE incidents (
+                kind TEXT PRIMARY KEY,
+                is_open INTEGER NOT NULL,
+                opened_at TEXT NOT NULL,
+                resolved_at TEXT,
+                detail TEXT
+            )""",
         ),
     ),
 )
