@@ -46,7 +46,7 @@ class PollerConfig:
     grace_seconds: int = 120
     window_hours: float = 24.0
     full_every_seconds: float = 3600.0
-    lease_seconds: float = 600.0
+    lease_seconds: float = 240.0  # shorter than the 5-minute schedule; renewed per form
 
 
 @dataclass
@@ -110,6 +110,7 @@ def poll_once(deps: PollerDeps, trigger: str = "timer") -> RunReport:
         full = _full_reconcile_due(deps, now)
         window_floor = int(now - deps.config.window_hours * 3600)
         for page_id, form_id in _forms(deps, report):
+            deps.store.try_acquire_lease(LEASE, owner, deps.config.lease_seconds)  # renew
             checkpoint = (deps.store.get_state(_checkpoint_key(form_id)) or {}).get("until")
             since = window_floor if checkpoint is None or full else int(checkpoint) - deps.config.overlap_seconds
             _reconcile_form(deps, report, page_id, form_id, since, until)
@@ -153,6 +154,7 @@ def reconcile_window(deps: PollerDeps, hours: float, budget_seconds: float, trig
         chunk_start = start
         while chunk_start < end:
             chunk_end = min(end, chunk_start + CHUNK_SECONDS)
+            deps.store.try_acquire_lease(LEASE, owner, deps.config.lease_seconds)  # renew
             for page_id, form_id in forms:
                 _reconcile_form(deps, report, page_id, form_id, chunk_start - 1, chunk_end)
             report.window_end = _iso(chunk_end)

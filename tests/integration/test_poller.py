@@ -248,3 +248,13 @@ def test_message_from_the_poller_names_its_source_and_form(net, graph):
     assert (message["facebook_lead_id"], message["source"], message["form_id"]) == (lead_id, "polling", FORM_2)
     assert message["lead"]["field_data"][0]["values"] == ["Backfill Person"]
     assert json.dumps(message).count(TOKEN) == 0
+
+
+def test_a_crashed_poll_holds_its_lease_only_until_it_expires(net, graph):
+    lead_at(graph, FORM_1, hours_ago(1))
+    assert net.store.try_acquire_lease("poller", "crashed-instance", ttl_seconds=0.2)
+    assert poll_once(net.poller()).skipped == "another poll is running"
+    from tests.support.waiting import wait_until
+
+    report = wait_until(lambda: (r := poll_once(net.poller())).skipped is None and r, timeout=5, what="lease expiry")
+    assert report.enqueued == 1
