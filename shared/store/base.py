@@ -11,60 +11,14 @@ from __future__ import annotations
 import json
 import threading
 import time
-from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
-
-class Cursor(Protocol):
-    """The part of a DB-API cursor the flow uses (sqlite3 and pyodbc both qualify; qmark params)."""
-
-    def execute(self, sql: str, params: Sequence[Any] = ..., /) -> Any: ...
-    def fetchone(self) -> Any: ...
-    def fetchall(self) -> list[Any]: ...
-
-
-@dataclass(frozen=True)
-class Migration:
-    """One schema version: statements applied together, in order, in one transaction."""
-
-    version: int
-    statements: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Statements:
-    """Every SQL statement the flow runs; `?` placeholders in the order the flow passes values."""
-
-    ensure_migrations_table: str
-    current_version: str
-    record_version: str
-    insert_lead: str
-    insert_raw_lead: str
-    insert_audit: str
-    lead_exists: str
-    last_leads: str
-    insert_failed_event: str
-    ping: str
-    get_state: str
-    put_state: str
-    acquire_lease: str
-    release_lease: str
-    existing_lead_ids: str
-    insert_poll_run: str
-    list_failed_events: str
-    get_failed_event: str
-    set_failed_event_status: str
-    purge_failed_events: str
-    lead_message_fields: str
-    latest_failed_event_for_lead: str
-    reopen_incident: str
-    insert_incident: str
-    resolve_incident: str
-    list_incidents: str
+from shared.store.base_types import Cursor, StoreBackend
+from shared.store.notifications import NotificationStore
 
 
 @dataclass(frozen=True)
@@ -166,42 +120,12 @@ LAST_LEAD_COLUMNS = (
 )
 
 
-class StoreBackend(ABC):
-    """What a database must supply: transactions, its statements, and its error vocabulary.
-
-    Both context managers raise `StoreUnavailable` when the database cannot be reached.
-    """
-
-    statements: Statements
-    migrations: tuple[Migration, ...]
-
-    @abstractmethod
-    def write(self) -> AbstractContextManager[Cursor]:
-        """A write transaction: commits when the block ends normally, rolls back otherwise."""
-
-    @abstractmethod
-    def read(self) -> AbstractContextManager[Cursor]:
-        """A cursor for reads."""
-
-    @abstractmethod
-    def is_duplicate_key(self, exc: BaseException) -> bool:
-        """Whether `exc` is a unique-constraint violation."""
-
-    @abstractmethod
-    def to_db_time(self, value: datetime) -> Any:
-        """A UTC datetime as the database stores it."""
-
-    @abstractmethod
-    def from_db_time(self, value: Any) -> datetime:
-        """A stored time back as an aware UTC datetime."""
-
-
 def iso_utc(value: datetime) -> str:
     """ISO 8601 in UTC with a `Z`: `2026-11-27T12:00:00Z`."""
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class LeadStore:
+class LeadStore(NotificationStore):
     """The agent's storage, over any `StoreBackend`."""
 
     def __init__(self, backend: StoreBackend, migrate_on_first_use: bool = False) -> None:
@@ -268,6 +192,7 @@ class LeadStore:
         raw_event: dict[str, Any] | None,
         raw_graph: dict[str, Any],
         audit_detail: dict[str, Any] | None = None,
+        notify: bool = False,
     ) -> StoreOutcome:
         """Store a `NormalisedLead` with its raw event, raw Graph answer and an audit row, atomically.
 
@@ -317,6 +242,8 @@ class LeadStore:
                     ),
                 )
                 self._audit(cur, "stored", lead.facebook_lead_id, lead.source, audit_detail, now)
+                if notify:  # the outbox row commits with the lead: no lead is left unannounced
+                    cur.execute(s.insert_outbox, ("lead", lead.facebook_lead_id, None, now))
         if duplicate:
             self.record_duplicate(lead.facebook_lead_id, lead.source, audit_detail)
             return AlreadyStored(lead.facebook_lead_id)
@@ -419,6 +346,8 @@ class LeadStore:
                         raise
             if opened:
                 self._audit(cur, "incident_opened", None, None, {"kind": kind, **detail}, now)
+                alert = {"kind": kind, "opened": True, "at": now, "detail": detail}
+                cur.execute(self._statements.insert_outbox, ("alert", f"{kind}:{now}:opened", json.dumps(alert), now))
         return opened
 
     def resolve_incident(self, kind: str, detail: dict[str, Any] | None = None) -> bool:
@@ -429,6 +358,8 @@ class LeadStore:
             resolved = int(getattr(cur, "rowcount", 0) or 0) > 0
             if resolved:
                 self._audit(cur, "incident_resolved", None, None, {"kind": kind, **(detail or {})}, now)
+                alert = {"kind": kind, "opened": False, "at": now, "detail": detail or {}}
+                cur.execute(self._statements.insert_outbox, ("alert", f"{kind}:{now}:resolved", json.dumps(alert), now))
         return resolved
 
     def incidents(self) -> dict[str, dict[str, Any]]:

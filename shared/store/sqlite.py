@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.errors import StoreUnavailable
-from shared.store.base import Migration, Statements, StoreBackend
+from shared.store.base_types import Migration, Statements, StoreBackend
 
 STATEMENTS = Statements(
     ensure_migrations_table=(
@@ -80,6 +80,52 @@ STATEMENTS = Statements(
     insert_incident="INSERT INTO incidents (kind, is_open, opened_at, detail) VALUES (?, 1, ?, ?)",
     resolve_incident="UPDATE incidents SET is_open = 0, resolved_at = ? WHERE kind = ? AND is_open = 1",
     list_incidents="SELECT kind, is_open, opened_at, resolved_at, detail FROM incidents ORDER BY kind",
+    insert_outbox="INSERT INTO notification_outbox (kind, notification_key, payload, created_at) VALUES (?, ?, ?, ?)",
+    mark_outbox="UPDATE notification_outbox SET status = ?, queued_at = ? WHERE kind = ? AND notification_key = ?",
+    outbox_due=(
+        "SELECT kind, notification_key FROM notification_outbox"
+        " WHERE (status = 'pending' AND created_at < ?) OR (status = 'queued' AND queued_at < ?)"
+        " ORDER BY id LIMIT ?"
+    ),
+    outbox_payload="SELECT payload, status FROM notification_outbox WHERE kind = ? AND notification_key = ?",
+    reserve_email_slot=(
+        "INSERT INTO email_slots (token, kind, reserved_at) SELECT ?, ?, ?"
+        " WHERE (SELECT COUNT(*) FROM email_slots WHERE reserved_at > ?) < ?"
+        " AND (SELECT COUNT(*) FROM email_slots WHERE reserved_at > ?) < ?"
+    ),
+    release_email_slot="DELETE FROM email_slots WHERE token = ?",
+    recent_email_slots="SELECT reserved_at FROM email_slots WHERE reserved_at > ? ORDER BY reserved_at",
+    notification_status=(
+        "SELECT status, claim_id, claimed_at FROM notification_log"
+        " WHERE notification_key = ? AND kind = ? AND channel = ?"
+    ),
+    insert_notification_claim=(
+        "INSERT INTO notification_log (notification_key, kind, channel, status, claim_id, claimed_at)"
+        " VALUES (?, ?, ?, 'sending', ?, ?)"
+    ),
+    reclaim_failed_notification=(
+        "UPDATE notification_log SET status = 'sending', claim_id = ?, claimed_at = ?, error = NULL"
+        " WHERE notification_key = ? AND kind = ? AND channel = ? AND status = 'failed'"
+    ),
+    release_notification_claim="DELETE FROM notification_log WHERE claim_id = ? AND status = 'sending'",
+    mark_claim_sent=(
+        "UPDATE notification_log SET status = 'sent', sent_at = ?, provider_id = ?, group_size = ?"
+        " WHERE claim_id = ? AND status = 'sending'"
+    ),
+    mark_notification_failed=(
+        "UPDATE notification_log SET status = 'failed', error = ?, attempts = ?"
+        " WHERE claim_id = ? AND notification_key = ? AND kind = ? AND channel = ?"
+    ),
+    pending_lead_notifications=(
+        "SELECT o.notification_key, l.page_id, l.form_id FROM notification_outbox o"
+        " JOIN leads l ON l.facebook_lead_id = o.notification_key"
+        " WHERE o.kind = 'lead' AND o.status IN ('pending', 'queued') ORDER BY o.id LIMIT ?"
+    ),
+    lead_summaries=(
+        "SELECT facebook_lead_id, created_time, source, page_id, form_id, ad_id, ad_name, adset_name, campaign_id,"
+        " campaign_name, full_name, email, phone_number, fields_json, is_organic, platform, stored_at"
+        " FROM leads WHERE facebook_lead_id IN ({params})"
+    ),
 )
 
 MIGRATIONS = (
@@ -182,6 +228,47 @@ MIGRATIONS = (
                 resolved_at TEXT,
                 detail TEXT
             )""",
+        ),
+    ),
+    Migration(
+        4,
+        (
+            """CREATE TABLE notification_outbox (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                kind TEXT NOT NULL,
+                notification_key TEXT NOT NULL,
+                payload TEXT,
+                status TEXT NOT NULL DEFAULT 'pending',
+                created_at TEXT NOT NULL,
+                queued_at TEXT,
+                CONSTRAINT uq_outbox_kind_key UNIQUE (kind, notification_key)
+            )""",
+            "CREATE INDEX ix_outbox_status_created ON notification_outbox (status, created_at)",
+            """CREATE TABLE notification_log (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                notification_key TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                channel TEXT NOT NULL,
+                status TEXT NOT NULL,
+                claim_id TEXT NOT NULL,
+                claimed_at TEXT NOT NULL,
+                sent_at TEXT,
+                provider_id TEXT,
+                group_size INTEGER,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                error TEXT,
+                CONSTRAINT uq_notification_log UNIQUE (notification_key, kind, channel)
+            )""",
+            "CREATE INDEX ix_notification_log_claim ON notification_log (claim_id)",
+            "CREATE INDEX ix_notification_log_status_sent ON notification_log (status, sent_at)",
+            """CREATE TABLE email_slots (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                token TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                reserved_at TEXT NOT NULL
+            )""",
+            "CREATE INDEX ix_email_slots_reserved ON email_slots (reserved_at)",
+            "CREATE INDEX ix_leads_stored_at ON leads (stored_at)",
         ),
     ),
 )
