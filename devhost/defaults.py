@@ -31,7 +31,11 @@ LOCAL_DEFAULTS: dict[str, str] = {
     "SMTP_STARTTLS": "false",
     "EMAIL_FROM": "leads@localhost",
     "EMAIL_TO": "sales@localhost",
+    "DIGEST_TO": "sales-lead@localhost,owner@localhost",
     "ALERT_EMAIL_TO": "ops@localhost",
+    "DIGEST_SCHEDULE": "0 0 7 * * *",
+    "EMAIL_MAX_PER_MINUTE": "30",
+    "EMAIL_MAX_PER_HOUR": "600",
 }
 
 

@@ -28,6 +28,8 @@ VAULT_NAMES = {
     "FACEBOOK_APP_SECRET_PREVIOUS": "facebook-app-secret-previous",
     "FACEBOOK_VERIFY_TOKEN": "facebook-verify-token",
     "FACEBOOK_ACCESS_TOKEN": "facebook-access-token",
+    "SMTP_PASSWORD": "smtp-password",
+    "ACS_CONNECTION_STRING": "acs-connection-string",
 }
 UNREACHABLE_RETRY_SECONDS = 30.0
 _SETTING_FIELDS = {
@@ -35,6 +37,8 @@ _SETTING_FIELDS = {
     "FACEBOOK_APP_SECRET_PREVIOUS": "facebook_app_secret_previous",
     "FACEBOOK_VERIFY_TOKEN": "facebook_verify_token",
     "FACEBOOK_ACCESS_TOKEN": "facebook_access_token",
+    "SMTP_PASSWORD": "smtp_password",
+    "ACS_CONNECTION_STRING": "acs_connection_string",
 }
 
 

@@ -67,6 +67,66 @@ class Settings(BaseModel):
     failed_events_retention_days: int = Field(30, alias="FAILED_EVENTS_RETENTION_DAYS", ge=1)
     secrets_cache_seconds: float = Field(300, alias="SECRETS_CACHE_SECONDS", ge=0)
 
+    # Notifications
+    email_sender: Literal["none", "smtp", "acs"] = Field("none", alias="EMAIL_SENDER")
+    email_from: str = Field("", alias="EMAIL_FROM")
+    email_to: tuple[str, ...] = Field((), alias="EMAIL_TO")
+    email_routes: dict[str, tuple[str, ...]] = Field(default_factory=dict, alias="EMAIL_ROUTES")
+    digest_to: tuple[str, ...] = Field((), alias="DIGEST_TO")
+    digest_schedule: str = Field("0 0 7 * * *", alias="DIGEST_SCHEDULE")
+    alert_email_to: tuple[str, ...] = Field((), alias="ALERT_EMAIL_TO")
+    smtp_host: str = Field("", alias="SMTP_HOST")
+    smtp_port: int = Field(587, alias="SMTP_PORT", gt=0, lt=65536)
+    smtp_username: str = Field("", alias="SMTP_USERNAME")
+    smtp_password: str = Field("", alias="SMTP_PASSWORD")
+    smtp_starttls: bool = Field(True, alias="SMTP_STARTTLS")
+    acs_connection_string: str = Field("", alias="ACS_CONNECTION_STRING")
+    acs_endpoint: str = Field("", alias="ACS_ENDPOINT")
+    email_timeout_seconds: float = Field(15.0, alias="EMAIL_TIMEOUT_SECONDS", gt=0, le=120)
+    email_max_per_minute: int = Field(5, alias="EMAIL_MAX_PER_MINUTE", ge=1)
+    email_max_per_hour: int = Field(10, alias="EMAIL_MAX_PER_HOUR", ge=1)
+    email_max_leads_per_email: int = Field(50, alias="EMAIL_MAX_LEADS_PER_EMAIL", ge=1, le=500)
+    notify_timezone: str = Field("UTC", alias="NOTIFY_TIMEZONE")
+    notify_max_attempts: int = Field(4, alias="NOTIFY_MAX_ATTEMPTS", ge=1, le=20)
+    notify_retry_base_seconds: float = Field(30, alias="NOTIFY_RETRY_BASE_SECONDS", ge=0)
+    notify_retry_max_seconds: float = Field(900, alias="NOTIFY_RETRY_MAX_SECONDS", gt=0)
+    alert_dead_letters_threshold: int = Field(10, alias="ALERT_DEAD_LETTERS_THRESHOLD", ge=1)
+    silence_hours: float = Field(6, alias="SILENCE_HOURS", gt=0)
+    silence_min_expected: float = Field(3, alias="SILENCE_MIN_EXPECTED", ge=0)
+
+    @field_validator("email_to", "digest_to", "alert_email_to", mode="before")
+    @classmethod
+    def _split_addresses(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.replace(";", ",").split(",") if part.strip())
+        return value
+
+    @field_validator("email_routes", mode="before")
+    @classmethod
+    def _parse_routes(cls, value: object) -> object:
+        if isinstance(value, str):
+            if not value.strip():
+                return {}
+            parsed = json.loads(value)
+            if not isinstance(parsed, dict):
+                raise ValueError('must be a JSON object like {"form:123": "a@x.com,b@y.com"}')
+            return {
+                str(k): tuple(p.strip() for p in (v if isinstance(v, list) else str(v).split(",")) if p.strip())
+                for k, v in parsed.items()
+            }
+        return value
+
+    @field_validator("notify_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
     @field_validator("facebook_page_ids", mode="before")
     @classmethod
     def _split_page_ids(cls, value: object) -> object:
@@ -80,6 +140,21 @@ class Settings(BaseModel):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _email_configured(self) -> Settings:
+        """A chosen sender needs its address, recipients and connection."""
+        if self.email_sender == "none":
+            return self
+        if not self.email_from:
+            raise ValueError("EMAIL_FROM is required when EMAIL_SENDER is set")
+        if not self.email_to and not self.email_routes:
+            raise ValueError("EMAIL_TO (or EMAIL_ROUTES) is required when EMAIL_SENDER is set")
+        if self.email_sender == "smtp" and not self.smtp_host:
+            raise ValueError("SMTP_HOST is required when EMAIL_SENDER=smtp")
+        if self.email_sender == "acs" and not (self.acs_connection_string or self.acs_endpoint or self.key_vault_url):
+            raise ValueError("ACS_CONNECTION_STRING or ACS_ENDPOINT is required when EMAIL_SENDER=acs")
+        return self
 
     @model_validator(mode="after")
     def _secrets_somewhere(self) -> Settings:

@@ -19,6 +19,7 @@ from typing import Any
 
 from shared.store.base_types import Cursor, StoreBackend
 from shared.store.notifications import NotificationStore
+from shared.store.stats import StatsStore
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,7 @@ def iso_utc(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class LeadStore(NotificationStore):
+class LeadStore(NotificationStore, StatsStore):
     """The agent's storage, over any `StoreBackend`."""
 
     def __init__(self, backend: StoreBackend, migrate_on_first_use: bool = False) -> None:

@@ -71,6 +71,14 @@ class Statements:
     mark_notification_failed: str
     pending_lead_notifications: str
     lead_summaries: str
+    leads_by_source_between: str
+    leads_by_form_between: str
+    leads_by_hour_between: str
+    count_leads_between: str
+    count_audit_between: str
+    count_failed_by_status: str
+    poll_runs_between: str
+    notifications_sent_between: str
 
 
 class StoreBackend(ABC):

@@ -126,6 +126,27 @@ STATEMENTS = Statements(
         " campaign_name, full_name, email, phone_number, fields_json, is_organic, platform, stored_at"
         " FROM leads WHERE facebook_lead_id IN ({params})"
     ),
+    leads_by_source_between=(
+        "SELECT source, COUNT(*) FROM leads WHERE created_time >= ? AND created_time < ? GROUP BY source"
+    ),
+    leads_by_form_between=(
+        "SELECT form_id, COUNT(*) FROM leads WHERE created_time >= ? AND created_time < ? GROUP BY form_id"
+    ),
+    leads_by_hour_between=(
+        "SELECT substr(created_time, 1, 13), COUNT(*) FROM leads WHERE created_time >= ? AND created_time < ?"
+        " GROUP BY substr(created_time, 1, 13)"
+    ),
+    count_leads_between="SELECT COUNT(*) FROM leads WHERE created_time >= ? AND created_time < ?",
+    count_audit_between="SELECT COUNT(*) FROM audit_log WHERE action = ? AND at >= ? AND at < ?",
+    count_failed_by_status="SELECT COUNT(*) FROM failed_events WHERE status = ?",
+    poll_runs_between=(
+        "SELECT COUNT(*), COALESCE(SUM(missing_found), 0), COALESCE(SUM(enqueued), 0),"
+        " COALESCE(SUM(CASE WHEN error IS NULL THEN 0 ELSE 1 END), 0)"
+        " FROM poll_runs WHERE started_at >= ? AND started_at < ?"
+    ),
+    notifications_sent_between=(
+        "SELECT COUNT(*) FROM notification_log WHERE status = 'sent' AND sent_at >= ? AND sent_at < ?"
+    ),
 )
 
 MIGRATIONS = (
