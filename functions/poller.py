@@ -26,9 +26,13 @@ def poll_leads(timer: func.TimerRequest) -> None:
 @bp.function_name("sweep_dead_letters")
 @bp.timer_trigger(arg_name="timer", schedule="30 */5 * * * *", run_on_startup=False, use_monitor=True)
 def sweep_dead_letters(timer: func.TimerRequest) -> None:
-    """Move poison-queue messages into failed_events; purge rows past the retention."""
-    report = get_services().sweep()
-    log.info("sweep: done", extra={"stage": "sweep", **report.as_dict()})
+    """Move poison-queue messages into failed_events; purge old rows; watch for piling failures and silence."""
+    services = get_services()
+    report = services.sweep()
+    watched = services.watch()
+    log.info(
+        "sweep: done", extra={"stage": "sweep", **report.as_dict(), "dead_letters_open": watched.dead_letters_open}
+    )
 
 
 def _figures(report: object) -> dict[str, object]:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import threading
 from contextlib import suppress
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from shared.counters import TableCounters
 from shared.errors import QueueUnavailable
@@ -17,12 +19,17 @@ from shared.graph.client import GraphClient
 from shared.graph.integration import IntegrationMonitor
 from shared.graph.throttle import ThrottleGate
 from shared.ingest.pipeline import IngestDeps, IngestPolicy
+from shared.notify.base import EmailSender
+from shared.notify.digest import render_daily_digest
+from shared.notify.notifier import NotifyDeps, NotifyPolicy, enqueue_notification
+from shared.notify.recipients import Recipients
 from shared.poller.reconcile import PollerConfig, PollerDeps
 from shared.queues.sender import QueueSender
 from shared.queues.sweep import SweepReport, sweep_poison_queues
 from shared.secrets import SecretProvider
 from shared.settings import Settings, get_settings
 from shared.store.base import LeadStore
+from shared.watch import WatchReport, watch
 
 
 class Services:
@@ -93,6 +100,68 @@ class Services:
                 settings.paused_retry_seconds,
             ),
             monitor=self.monitor,
+            announce=self.announce_lead if self.settings.email_sender != "none" else None,
+        )
+
+    def announce_lead(self, facebook_lead_id: str) -> None:
+        """Queue the instant email of a lead just stored (its outbox row is already committed)."""
+        enqueue_notification(self.sender, self.store, "lead", facebook_lead_id)
+
+    @cached_property
+    def email_sender(self) -> EmailSender:
+        """The configured sender (SMTP or Azure Communication Services); secrets through the provider."""
+        settings = self.settings
+        if settings.email_sender == "acs":
+            from shared.notify.acs import AcsSender
+
+            return AcsSender(
+                settings.email_from,
+                connection_string=self.secrets.get("ACS_CONNECTION_STRING"),
+                endpoint=settings.acs_endpoint,
+                poll_timeout=settings.email_timeout_seconds * 4,
+            )
+        from shared.notify.smtp import SmtpSender
+
+        return SmtpSender(
+            settings.smtp_host,
+            settings.smtp_port,
+            username=settings.smtp_username,
+            password=self.secrets.get("SMTP_PASSWORD"),
+            starttls=settings.smtp_starttls,
+            timeout=settings.email_timeout_seconds,
+            sender=settings.email_from,
+        )
+
+    def form_name(self, form_id: str) -> str | None:
+        """A form's name as the poller last saw it (None until then)."""
+        forms = self.store.get_state("forms") or {}
+        name = forms.get(form_id)
+        return str(name) if name else None
+
+    def notify_deps(self) -> NotifyDeps:
+        settings = self.settings
+        tz = ZoneInfo(settings.notify_timezone)
+        return NotifyDeps(
+            store=self.store,
+            sender=self.email_sender,
+            queues=self.sender,
+            recipients=Recipients(
+                default=settings.email_to,
+                routes=settings.email_routes,
+                digest=settings.digest_to,
+                alerts=settings.alert_email_to,
+            ),
+            tz=tz,
+            policy=NotifyPolicy(
+                per_minute=settings.email_max_per_minute,
+                per_hour=settings.email_max_per_hour,
+                max_group=settings.email_max_leads_per_email,
+                max_attempts=settings.notify_max_attempts,
+                retry_base_seconds=settings.notify_retry_base_seconds,
+                retry_max_seconds=settings.notify_retry_max_seconds,
+            ),
+            form_name=self.form_name,
+            build_digest=lambda key: render_daily_digest(self.store, key, tz, self.form_name),
         )
 
     def poller_deps(self) -> PollerDeps:
@@ -123,6 +192,17 @@ class Services:
             self.store,
             retention_days=settings.failed_events_retention_days,
             timeout_seconds=settings.queue_timeout_seconds,
+        )
+
+    def watch(self) -> WatchReport:
+        """Open or resolve the `dead_letters_growing` and `silence` incidents."""
+        settings = self.settings
+        return watch(
+            self.store,
+            datetime.now(UTC),
+            settings.alert_dead_letters_threshold,
+            settings.silence_hours,
+            settings.silence_min_expected,
         )
 
     def list_failed_events(self, status: str, limit: int) -> list[dict[str, Any]]:

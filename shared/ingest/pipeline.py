@@ -55,6 +55,7 @@ class IngestDeps:
     sender: QueueSender
     policy: IngestPolicy
     monitor: IntegrationMonitor | None = None
+    announce: Callable[[str], None] | None = None
     rng: random.Random | None = None
 
 
@@ -111,9 +112,15 @@ def _ingest(message: LeadMessage, deps: IngestDeps) -> IngestResult:
         raise InvalidLead(f"Graph lead does not validate: {where}: {first['msg']}") from None
     if lead.id != lead_id:
         raise InvalidLead(f"Graph returned lead {lead.id} for {lead_id}")
-    outcome = deps.store.store_lead(normalise_lead(lead, message), message.event, raw, detail)
+    notify = deps.announce is not None
+    outcome = deps.store.store_lead(normalise_lead(lead, message), message.event, raw, detail, notify=notify)
     if isinstance(outcome, AlreadyStored):
         return IngestResult("duplicate", lead_id, message.attempt)
+    if deps.announce is not None:
+        try:
+            deps.announce(lead_id)
+        except TransientError:  # the outbox row is committed: the outbox flush queues it shortly
+            log.warning("ingest: notification left to the outbox flush", extra={"facebook_lead_id": lead_id})
     return IngestResult("stored", lead_id, message.attempt)
 
 

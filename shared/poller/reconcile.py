@@ -180,6 +180,7 @@ def _meta_health(deps: PollerDeps, report: RunReport) -> bool:
         _token_invalid(deps, report, exc)
         return False
     report.token = status.as_dict()
+    deps.store.put_state("meta_token", {**status.as_dict(), "checked_at": _iso(deps.clock())})
     if not status.valid:
         _token_invalid(deps, report, token_error(status))
         return False
@@ -226,11 +227,16 @@ def _full_reconcile_due(deps: PollerDeps, now: float) -> bool:
 def _forms(deps: PollerDeps, report: RunReport) -> Iterable[tuple[str, str]]:
     """(page id, form id) of every form that can still hold new leads."""
     found = []
+    names: dict[str, str] = {}
     for page_id in deps.config.page_ids:
         for form in deps.graph.paged(f"{page_id}/leadgen_forms", {"fields": "id,name,status", "limit": "100"}):
+            if form.get("id"):
+                names[str(form["id"])] = str(form.get("name") or "")
             if str(form.get("status", "ACTIVE")).upper() in FORM_STATUSES and form.get("id"):
                 found.append((page_id, str(form["id"])))
     report.forms_checked = len(found)
+    if names and names != deps.store.get_state("forms"):
+        deps.store.put_state("forms", names)  # form names for emails and the digest
     return found
 
 

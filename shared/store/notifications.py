@@ -131,12 +131,12 @@ class NotificationStore:
 
     # --- the exactly-once claim -----------------------------------------------------------------
 
-    def notification_status(self, key: str, kind: str, channel: str) -> str | None:
-        """`sending`, `sent`, `failed`, or None when nobody has claimed it."""
+    def notification_state(self, key: str, kind: str, channel: str) -> tuple[str, str, datetime] | None:
+        """(`sending`|`sent`|`failed`, claim id, claimed at), or None when nobody has claimed it."""
         with self._read() as cur:
             cur.execute(self._statements.notification_status, (key, kind, channel))
             row = cur.fetchone()
-        return None if row is None else str(row[0])
+        return None if row is None else (str(row[0]), str(row[1]), self.backend.from_db_time(row[2]))
 
     def claim_notification(self, key: str, kind: str, channel: str, claim_id: str) -> bool:
         """Claim the right to send (key, kind, channel); a `failed` one may be claimed again."""

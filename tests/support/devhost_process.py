@@ -55,6 +55,7 @@ def devhost_env(storage: str, graph_url: str, sqlite_path: str, **overrides: str
             "RETRY_BASE_SECONDS": "1",
             "DEVHOST_QUEUE_LEASE_SECONDS": "30",
             "PYTHONUNBUFFERED": "1",
+            "EMAIL_SENDER": "none",  # tests that check emails point it at their own SMTP server
         }
     )
     env.update(overrides)

@@ -1,0 +1,50 @@
+"""Notifications: the `notifications` queue trigger, the outbox flush and the daily digest timer."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+import azure.functions as func
+
+from shared.notify.digest import digest_key
+from shared.notify.notifier import enqueue_notification, flush_outbox, handle_notification
+from shared.queues.names import NOTIFICATIONS_QUEUE
+from shared.services import get_services
+
+bp = func.Blueprint()
+log = logging.getLogger(__name__)
+
+
+@bp.function_name("send_notification")
+@bp.queue_trigger(arg_name="msg", queue_name=NOTIFICATIONS_QUEUE, connection="AzureWebJobsStorage")
+def send_notification(msg: func.QueueMessage) -> None:
+    """Send one lead email, alert or digest: exactly once, within the caps, or dead-lettered."""
+    result = handle_notification(msg.get_body(), get_services().notify_deps())
+    log.info(
+        "notify: %s", result.outcome, extra={"stage": "notify", "outcome": result.outcome, "queue_message_id": msg.id}
+    )
+
+
+@bp.function_name("flush_outbox")
+@bp.timer_trigger(arg_name="timer", schedule="15 * * * * *", run_on_startup=False, use_monitor=False)
+def flush_outbox_timer(timer: func.TimerRequest) -> None:
+    """Queue outbox rows that never got their message (alerts, and leads after a crash)."""
+    services = get_services()
+    if services.settings.email_sender == "none":
+        return
+    queued = flush_outbox(services.sender, services.store, datetime.now(UTC))
+    if queued:
+        log.warning("outbox: queued %d notifications", queued, extra={"stage": "notify", "outcome": "flushed"})
+
+
+@bp.function_name("daily_digest")
+@bp.timer_trigger(arg_name="timer", schedule="%DIGEST_SCHEDULE%", run_on_startup=False, use_monitor=True)
+def daily_digest(timer: func.TimerRequest) -> None:
+    """Queue today's digest once (the outbox key is the UTC date)."""
+    services = get_services()
+    if services.settings.email_sender == "none":
+        return
+    key = digest_key(datetime.now(UTC))
+    if services.store.add_outbox("digest", key):
+        enqueue_notification(services.sender, services.store, "digest", key)

@@ -1,0 +1,323 @@
+"""Send what the outbox holds, exactly once, within the sender's limits.
+
+Each `notifications` message names one thing to announce (a lead, an alert, a digest). The
+notifier reserves a sending slot (per-minute and per-hour caps shared by every instance), claims
+the notification in `notification_log` (the unique key decides; a second claim fails), and for
+a lead also claims every other pending lead for the same recipients, so a burst becomes a few
+grouped emails. Failures: the sender's 429 / Retry-After → wait; transient → retry with
+exponential backoff, `NOTIFY_MAX_ATTEMPTS` in all; permanent or exhausted → dead letter on
+`notifications-poison` and a `failed_events` row, while the lead stays stored.
+
+A crash between the provider accepting an email and the `sent` row committing leaves the claim
+in `sending`; after `STUCK_AFTER` it is dead-lettered as "outcome unknown" rather than sent again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Literal
+
+from pydantic import BaseModel, ValidationError
+
+from shared.errors import LeadAgentError, PermanentError, TransientError
+from shared.ingest.retry import retry_delay
+from shared.models.messages import DeadLetterInfo
+from shared.notify.base import EmailSender, OutgoingEmail, SenderThrottled
+from shared.notify.content import RenderedEmail, render_alert, render_lead_email
+from shared.notify.models import AlertData, LeadSummary
+from shared.notify.recipients import Recipients
+from shared.queues.dead_letters import dead_letter_message, dead_letter_raw_body, send_dead_letter
+from shared.queues.names import NOTIFICATIONS_QUEUE, poison_queue
+from shared.queues.sender import QueueSender
+from shared.store.base import FailedEvent, LeadStore
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["lead", "alert", "digest"]
+Outcome = Literal["sent", "duplicate", "waiting", "retrying", "throttled", "in_progress", "dead_lettered", "skipped"]
+IN_PROGRESS_RECHECK_SECONDS = 30.0
+STUCK_AFTER = timedelta(minutes=15)
+
+
+class NotificationMessage(BaseModel):
+    """The `notifications` queue message: what to announce and how many sends were tried."""
+
+    v: int = 1
+    kind: Kind
+    key: str
+    attempt: int = 0
+    last_error: str | None = None
+
+    def to_text(self) -> str:
+        return self.model_dump_json(exclude_none=True)
+
+
+@dataclass(frozen=True)
+class NotifyPolicy:
+    """Caps and retries (from settings)."""
+
+    per_minute: int = 5
+    per_hour: int = 10
+    max_group: int = 50
+    max_attempts: int = 4
+    retry_base_seconds: float = 30.0
+    retry_max_seconds: float = 900.0
+
+
+@dataclass
+class NotifyDeps:
+    """What the notifier needs; tests pass a real SQLite store, Azurite and an SMTP server."""
+
+    store: LeadStore
+    sender: EmailSender
+    queues: QueueSender
+    recipients: Recipients
+    tz: tzinfo
+    policy: NotifyPolicy
+    form_name: Callable[[str], str | None] = lambda form_id: None
+    build_digest: Callable[[str], RenderedEmail] | None = None
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    rng: random.Random | None = None
+
+
+@dataclass(frozen=True)
+class NotifyResult:
+    """What happened to one message (ids and counts only)."""
+
+    outcome: Outcome
+    key: str | None
+    emails: int = 0
+    leads: int = 0
+    delay_seconds: float | None = None
+    reason: str | None = None
+
+
+def enqueue_notification(queues: QueueSender, store: LeadStore, kind: Kind, key: str, delay: float = 0) -> None:
+    """Queue a notification and mark its outbox row `queued` (the outbox flush covers a crash between)."""
+    queues.send(NOTIFICATIONS_QUEUE, NotificationMessage(kind=kind, key=key).to_text(), delay_seconds=delay)
+    store.mark_outbox(kind, key, "queued")
+
+
+def flush_outbox(queues: QueueSender, store: LeadStore, now: datetime, grace: timedelta = timedelta(minutes=1)) -> int:
+    """Queue every outbox row that never got its message (and re-queue ones queued 30+ minutes ago)."""
+    due = store.outbox_due(now - grace, now - timedelta(minutes=30))
+    for kind, key in due:
+        enqueue_notification(queues, store, kind, key)  # type: ignore[arg-type]
+    return len(due)
+
+
+def handle_notification(body: bytes, deps: NotifyDeps) -> NotifyResult:
+    """Process one `notifications` message; only `QueueUnavailable` escapes (the host retries it)."""
+    try:
+        message = NotificationMessage.model_validate_json(body)
+    except ValidationError as exc:
+        info = DeadLetterInfo(
+            reason=f"malformed notification: {exc.errors()[0]['msg']}", stage="notify", error_type="MalformedMessage"
+        )
+        send_dead_letter(deps.queues, NOTIFICATIONS_QUEUE, dead_letter_raw_body(info, body))
+        return NotifyResult("dead_lettered", None, reason=info.reason)
+    channel = deps.sender.name
+    state = deps.store.notification_state(message.key, message.kind, channel)
+    if state is not None:
+        status, claim_id, claimed_at = state
+        if status == "sent":
+            return NotifyResult("duplicate", message.key)
+        if status == "sending":
+            if deps.clock() - claimed_at > STUCK_AFTER:
+                deps.store.mark_notification_failed(
+                    claim_id, message.key, message.kind, channel, "outcome unknown", message.attempt
+                )
+                return _dead_letter(
+                    message,
+                    "send outcome unknown (stopped while sending); not resent to avoid a duplicate",
+                    "SendOutcomeUnknown",
+                    deps,
+                )
+            return _requeue(message, deps, IN_PROGRESS_RECHECK_SECONDS, "in_progress")
+    try:
+        email, keys, claim_id, slot = _prepare(message, deps, channel)
+    except _Skip as skip:
+        return NotifyResult(skip.outcome, message.key, delay_seconds=skip.delay, reason=skip.reason)
+    try:
+        provider_id = deps.sender.send(email)
+    except SenderThrottled as exc:
+        deps.store.release_claim(claim_id)
+        return _requeue(message, deps, max(exc.retry_after, 1.0), "throttled", reason=str(exc))
+    except TransientError as exc:
+        return _failed(message, deps, channel, claim_id, exc, exhausted=message.attempt + 1 >= deps.policy.max_attempts)
+    except PermanentError as exc:
+        return _failed(message, deps, channel, claim_id, exc, exhausted=True)
+    deps.store.mark_claim_sent(claim_id, message.kind, keys, provider_id)
+    log.info(
+        "notify: sent",
+        extra={"stage": "notify", "outcome": "sent", "kind": message.kind, "leads": len(keys), "slot": slot},
+    )
+    return NotifyResult("sent", message.key, emails=1, leads=len(keys) if message.kind == "lead" else 0)
+
+
+class _Skip(Exception):
+    def __init__(self, outcome: Outcome, delay: float | None = None, reason: str | None = None) -> None:
+        super().__init__(reason or outcome)
+        self.outcome: Outcome = outcome
+        self.delay = delay
+        self.reason = reason
+
+
+def _prepare(message: NotificationMessage, deps: NotifyDeps, channel: str) -> tuple[OutgoingEmail, list[str], str, str]:
+    """Reserve a slot and claim what this email will carry; raise `_Skip` when there is nothing to send now."""
+    recipients = _recipients(message, deps)
+    if not recipients:
+        deps.store.mark_outbox(message.kind, message.key, "skipped")
+        raise _Skip("skipped", reason="no recipients configured")
+    now = deps.clock()
+    policy = deps.policy
+    slot = uuid.uuid4().hex
+    if not deps.store.reserve_email_slot(slot, message.kind, now, policy.per_minute, policy.per_hour):
+        free_at = deps.store.next_email_slot(now, policy.per_minute, policy.per_hour)
+        delay = max(1.0, (free_at - now).total_seconds() + 1)
+        _requeue(message, deps, delay, "waiting")
+        raise _Skip("waiting", delay=delay, reason="email cap reached")
+    claim_id = uuid.uuid4().hex
+    if not deps.store.claim_notification(message.key, message.kind, channel, claim_id):
+        deps.store.release_email_slot(slot)
+        _requeue(message, deps, IN_PROGRESS_RECHECK_SECONDS, "in_progress")
+        raise _Skip("in_progress", delay=IN_PROGRESS_RECHECK_SECONDS)
+    keys = [message.key]
+    try:
+        if message.kind == "lead":
+            keys += _claim_group(message.key, recipients, deps, channel, claim_id)
+            rendered = _render_leads(keys, deps)
+        elif message.kind == "alert":
+            rendered = _render_alert(message.key, deps)
+        else:
+            if deps.build_digest is None:
+                raise _Skip("skipped", reason="digest not configured")
+            rendered = deps.build_digest(message.key)
+    except BaseException:
+        deps.store.release_claim(claim_id)
+        deps.store.release_email_slot(slot)
+        raise
+    if message.kind == "digest":
+        email = OutgoingEmail(rendered.subject, rendered.text, rendered.html, bcc=recipients)
+    else:
+        email = OutgoingEmail(rendered.subject, rendered.text, rendered.html, to=recipients)
+    return email, keys, claim_id, slot
+
+
+def _recipients(message: NotificationMessage, deps: NotifyDeps) -> tuple[str, ...]:
+    if message.kind == "alert":
+        return deps.recipients.for_alerts()
+    if message.kind == "digest":
+        return deps.recipients.for_digest()
+    rows = deps.store.lead_summaries([message.key])
+    if not rows:
+        return deps.recipients.default
+    return deps.recipients.for_lead(rows[0]["page_id"], rows[0]["form_id"])
+
+
+def _claim_group(first: str, recipients: tuple[str, ...], deps: NotifyDeps, channel: str, claim_id: str) -> list[str]:
+    """Claim other pending leads for the same recipients, up to the per-email maximum."""
+    claimed: list[str] = []
+    for pending in deps.store.pending_lead_notifications(deps.policy.max_group * 4):
+        if len(claimed) + 1 >= deps.policy.max_group:
+            break
+        if pending.facebook_lead_id == first:
+            continue
+        if deps.recipients.for_lead(pending.page_id, pending.form_id) != recipients:
+            continue
+        if deps.store.claim_notification(pending.facebook_lead_id, "lead", channel, claim_id):
+            claimed.append(pending.facebook_lead_id)
+    return claimed
+
+
+def _render_leads(keys: list[str], deps: NotifyDeps) -> RenderedEmail:
+    rows = {row["facebook_lead_id"]: row for row in deps.store.lead_summaries(keys)}
+    summaries = []
+    for key in keys:
+        row = rows.get(key)
+        if row is None:
+            continue
+        row.pop("stored_at", None)
+        form_id = row.get("form_id")
+        summaries.append(LeadSummary(form_name=deps.form_name(form_id) if form_id else None, **row))
+    if not summaries:
+        raise _Skip("skipped", reason="lead not stored")
+    return render_lead_email(summaries, deps.tz)
+
+
+def _render_alert(key: str, deps: NotifyDeps) -> RenderedEmail:
+    payload = deps.store.outbox_payload("alert", key)
+    if payload is None:
+        raise _Skip("skipped", reason="alert not in the outbox")
+    at = deps.store.backend.from_db_time(payload["at"])
+    return render_alert(
+        AlertData(payload["kind"], bool(payload["opened"]), at, dict(payload.get("detail") or {})), deps.tz
+    )
+
+
+def _requeue(
+    message: NotificationMessage,
+    deps: NotifyDeps,
+    delay: float,
+    outcome: Outcome,
+    attempt: int | None = None,
+    reason: str | None = None,
+) -> NotifyResult:
+    update: dict[str, object] = {} if attempt is None else {"attempt": attempt, "last_error": reason}
+    deps.queues.send(NOTIFICATIONS_QUEUE, message.model_copy(update=update).to_text(), delay_seconds=delay)
+    return NotifyResult(outcome, message.key, delay_seconds=delay, reason=reason)
+
+
+def _failed(
+    message: NotificationMessage, deps: NotifyDeps, channel: str, claim_id: str, exc: LeadAgentError, exhausted: bool
+) -> NotifyResult:
+    reason = f"{type(exc).__name__}: {exc}"[:500]
+    attempts = message.attempt + 1
+    if not exhausted:
+        deps.store.release_claim(claim_id)
+        policy = deps.policy
+        delay = retry_delay(message.attempt, policy.retry_base_seconds, policy.retry_max_seconds, rng=deps.rng)
+        log.warning(
+            "notify: send failed, retrying", extra={"stage": "notify", "outcome": "retrying", "attempt": attempts}
+        )
+        return _requeue(message, deps, delay, "retrying", attempt=attempts, reason=reason)
+    deps.store.mark_notification_failed(claim_id, message.key, message.kind, channel, reason, attempts)
+    deps.store.release_claim(claim_id)  # the rest of the group goes back to pending; the failed row stays
+    if not isinstance(exc, PermanentError):
+        reason = f"attempts exhausted after {attempts}: {reason}"
+    return _dead_letter(message.model_copy(update={"attempt": attempts}), reason, type(exc).__name__, deps)
+
+
+def _dead_letter(message: NotificationMessage, reason: str, error_type: str, deps: NotifyDeps) -> NotifyResult:
+    info = DeadLetterInfo(
+        reason=reason,
+        stage="notify",
+        error_type=error_type,
+        attempts=message.attempt,
+        facebook_lead_id=message.key if message.kind == "lead" else None,
+    )
+    payload = json.loads(message.to_text())
+    send_dead_letter(deps.queues, NOTIFICATIONS_QUEUE, dead_letter_message(info, payload))
+    try:
+        deps.store.record_failed_event(
+            FailedEvent(
+                queue=poison_queue(NOTIFICATIONS_QUEUE),
+                stage="notify",
+                error=reason,
+                attempts=message.attempt,
+                payload=message.to_text(),
+                facebook_lead_id=info.facebook_lead_id,
+                failed_at=info.failed_at,
+                dead_letter_id=info.id,
+            )
+        )
+    except TransientError:
+        log.warning("notify: dead letter kept on the poison queue only (store unavailable)")
+    log.error("notify: dead-lettered", extra={"stage": "notify", "outcome": "dead_lettered", "kind": message.kind})
+    return NotifyResult("dead_lettered", message.key, reason=reason)

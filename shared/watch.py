@@ -1,0 +1,43 @@
+"""Watchers for silent trouble: dead letters piling up, and no leads when there should be some.
+
+Each condition is an incident (opened once, resolved once), checked every few minutes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from shared.incidents import close_incident, open_incident
+from shared.store.base import LeadStore
+
+BASELINE_DAYS = 7
+
+
+@dataclass(frozen=True)
+class WatchReport:
+    dead_letters_open: int
+    leads_in_silence_window: int
+    expected_in_silence_window: float
+
+
+def watch(
+    store: LeadStore, now: datetime, dead_letter_threshold: int, silence_hours: float, min_expected: float
+) -> WatchReport:
+    """Open or resolve `dead_letters_growing` and `silence` from current counts."""
+    open_count = store.count_failed_events("open")
+    if open_count >= dead_letter_threshold:
+        open_incident(store, "dead_letters_growing", {"count": open_count, "threshold": dead_letter_threshold})
+    else:
+        close_incident(store, "dead_letters_growing", {"count": open_count})
+
+    window = timedelta(hours=silence_hours)
+    recent = store.count_leads(now - window, now)
+    baseline_total = store.count_leads(now - timedelta(days=BASELINE_DAYS) - window, now - window)
+    windows_in_baseline = (timedelta(days=BASELINE_DAYS) / window) or 1
+    expected = baseline_total / windows_in_baseline
+    if recent == 0 and expected >= min_expected > 0:
+        open_incident(store, "silence", {"hours": silence_hours, "expected": round(expected, 1)})
+    elif recent > 0:
+        close_incident(store, "silence", {"leads": recent})
+    return WatchReport(open_count, recent, expected)
