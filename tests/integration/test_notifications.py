@@ -1,0 +1,285 @@
+"""Instant lead emails, digest and alerts: exactly once, within the caps, through a real SMTP server."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from devhost.smtp_sink import SmtpSink
+from shared.incidents import close_incident, open_incident
+from shared.notify.digest import digest_key
+from shared.notify.notifier import NotifyPolicy, enqueue_notification, flush_outbox, handle_notification
+from shared.notify.recipients import Recipients
+from shared.ops.reprocess import reprocess
+from shared.queues.names import NOTIFICATIONS_QUEUE, poison_queue
+from shared.store.base import LeadStore
+from shared.store.sqlite import SqliteBackend
+from tests.support.leads import graph_lead_payload, normalised
+from tests.support.notifications import FakeClock, drain_notifications, notify_deps, parts, read_mail, sink
+from tests.support.queues import message_count, reset_queue
+from tests.support.waiting import free_port
+
+LEAD_ID = re.compile(r"\b(9\d{5})\b")
+
+
+@pytest.fixture
+def storage(azurite) -> str:
+    for queue in (NOTIFICATIONS_QUEUE, poison_queue(NOTIFICATIONS_QUEUE)):
+        reset_queue(azurite.connection_string, queue)
+    return azurite.connection_string
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> LeadStore:
+    created = LeadStore(SqliteBackend(str(tmp_path / "leads.db")))
+    created.migrate()
+    return created
+
+
+@pytest.fixture
+def smtp(tmp_path: Path) -> Iterator[SmtpSink]:
+    running = sink(tmp_path / "mail")
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def store_lead(
+    store: LeadStore, lead_id: str, name: str = "Zoë Åström", notify: bool = True, created: int = 1_790_000_000
+) -> None:
+    payload = graph_lead_payload(lead_id, name=name, created=created)
+    lead = normalised(lead_id, created=created)
+    lead = lead.model_copy(update={"full_name": name, "fields": {**lead.fields, "full_name": [name]}})
+    store.store_lead(lead, {"leadgen_id": lead_id}, payload, notify=notify)
+
+
+def announce(store: LeadStore, deps, lead_id: str) -> None:
+    enqueue_notification(deps.queues, store, "lead", lead_id)
+
+
+def lead_ids_in(mails) -> list[str]:
+    ids: list[str] = []
+    for mail in mails:
+        text, _ = parts(read_mail(mail))
+        ids += sorted(set(LEAD_ID.findall(text)))
+    return ids
+
+
+def test_one_lead_gives_one_email_with_every_field(store, storage, smtp, clock):
+    deps = notify_deps(store, storage, smtp.port, clock)
+    store_lead(store, "900001")
+    announce(store, deps, "900001")
+    assert drain_notifications(deps, storage, clock) == ["sent"]
+    [mail] = smtp.messages()
+    message = read_mail(mail)
+    text, html = parts(message)
+    assert "Zoë Åström" in message["Subject"]
+    assert message["To"] == "sales@agent.test"
+    assert "lead900001@example.com" in text and "solar, batteries" in text
+    assert "900001" in text and "solar" in html
+
+
+def test_same_lead_delivered_three_times_and_reprocessed_still_sends_one_email(store, storage, smtp, clock):
+    deps = notify_deps(store, storage, smtp.port, clock)
+    store_lead(store, "900002")
+    for _ in range(3):
+        announce(store, deps, "900002")
+    store_lead(store, "900002")  # a reprocessed lead is a duplicate: no second outbox row
+    enqueue_notification(deps.queues, store, "lead", "900002")
+    outcomes = drain_notifications(deps, storage, clock)
+    assert outcomes.count("sent") == 1 and set(outcomes) == {"sent", "duplicate"}
+    assert len(smtp.messages()) == 1
+
+
+def test_script_in_a_name_arrives_escaped(store, storage, smtp, clock):
+    deps = notify_deps(store, storage, smtp.port, clock)
+    store_lead(store, "900003", name="<script>alert(1)</script>")
+    announce(store, deps, "900003")
+    drain_notifications(deps, storage, clock)
+    text, html = parts(read_mail(smtp.messages()[0]))
+    assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<script>alert(1)</script>" in text
+
+
+def test_smtp_down_retries_then_dead_letters_and_reprocess_sends_once(store, storage, tmp_path, clock):
+    down = notify_deps(store, storage, free_port(), clock)
+    store_lead(store, "900004")
+    announce(store, down, "900004")
+    outcomes = drain_notifications(down, storage, clock)
+    assert outcomes == ["retrying", "retrying", "retrying", "dead_lettered"]
+    assert store.count_leads(clock.now.replace(year=2000), clock.now.replace(year=2100)) == 1
+    [event] = store.list_failed_events()
+    assert event["stage"] == "notify" and "attempts exhausted after 4" in event["error"]
+    running = sink(tmp_path / "mail-after")
+    try:
+        up = notify_deps(store, storage, running.port, clock)
+        assert reprocess(str(event["id"]), store, up.queues).status == 202
+        assert drain_notifications(up, storage, clock) == ["sent"]
+        assert reprocess(str(event["id"]), store, up.queues).status == 202  # a second reprocess
+        assert drain_notifications(up, storage, clock) == ["duplicate"]
+        assert len(running.messages()) == 1
+    finally:
+        running.stop()
+
+
+def test_burst_of_100_leads_with_a_cap_of_5_per_minute_puts_each_lead_in_exactly_one_email(store, storage, smtp, clock):
+    deps = notify_deps(store, storage, smtp.port, clock, policy=NotifyPolicy(per_minute=5, per_hour=1000))
+    ids = [str(900100 + n) for n in range(100)]
+    for lead_id in ids:
+        store_lead(store, lead_id)
+        announce(store, deps, lead_id)
+    sent_at: list = []
+    original = deps.sender.send
+
+    def recording_send(email):
+        sent_at.append(clock.now)
+        return original(email)
+
+    deps.sender.send = recording_send  # type: ignore[method-assign]
+    drain_notifications(deps, storage, clock)
+    mails = smtp.messages()
+    assert 2 <= len(mails) <= 10  # a handful, not 100
+    assert sorted(lead_ids_in(mails)) == sorted(ids)  # every lead exactly once
+    per_minute = Counter(t.replace(second=0, microsecond=0) for t in sent_at)
+    assert max(per_minute.values()) <= 5
+
+
+def test_hourly_cap_holds_across_minutes(store, storage, smtp, clock):
+    deps = notify_deps(store, storage, smtp.port, clock, policy=NotifyPolicy(per_minute=5, per_hour=2, max_group=1))
+    for lead_id in ("900201", "900202", "900203"):
+        store_lead(store, lead_id)
+        announce(store, deps, lead_id)
+    handle = [handle_notification(m, deps).outcome for m in _bodies(storage)]
+    assert handle.count("sent") == 2 and handle.count("waiting") == 1
+    assert store.next_email_slot(clock.now, 5, 2) > clock.now
+
+
+def test_leads_for_another_form_go_to_that_forms_recipients(store, storage, smtp, clock):
+    recipients = Recipients(default=("sales@agent.test",), routes={"form:100000000000101": ("solar-team@agent.test",)})
+    deps = notify_deps(store, storage, smtp.port, clock, recipients=recipients)
+    store_lead(store, "900301")
+    announce(store, deps, "900301")
+    drain_notifications(deps, storage, clock)
+    assert read_mail(smtp.messages()[0])["To"] == "solar-team@agent.test"
+
+
+def test_lead_whose_message_was_lost_is_sent_by_the_outbox_flush(store, storage, smtp, clock):
+    deps = notify_deps(store, storage, smtp.port, clock)
+    store_lead(store, "900401")  # committed with its outbox row; the process dies before enqueueing
+    from datetime import timedelta
+
+    assert flush_outbox(deps.queues, store, clock.now + timedelta(minutes=2)) == 1
+    assert drain_notifications(deps, storage, clock) == ["sent"]
+    assert flush_outbox(deps.queues, store, clock.now + timedelta(minutes=2)) == 0
+
+
+def test_each_alert_fires_once_per_incident_and_once_on_recovery(store, storage, smtp, clock):
+    from datetime import timedelta
+
+    deps = notify_deps(store, storage, smtp.port, clock)
+    assert open_incident(store, "token_invalid", {"code": 190, "subcode": 463})
+    assert not open_incident(store, "token_invalid", {"code": 190})
+    assert close_incident(store, "token_invalid")
+    assert not close_incident(store, "token_invalid")
+    assert flush_outbox(deps.queues, store, clock.now + timedelta(hours=1)) == 2
+    drain_notifications(deps, storage, clock)
+    subjects = sorted(read_mail(m)["Subject"] for m in smtp.messages())
+    assert len(subjects) == 2
+    assert subjects[0].startswith("[Lead agent] ALERT") and subjects[1].startswith("[Lead agent] RESOLVED")
+    assert all(read_mail(m)["To"] == "ops@agent.test" for m in smtp.messages())
+
+
+def test_digest_from_a_seeded_day_goes_out_once_in_bcc(store, storage, smtp, clock):
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from shared.notify.digest import render_daily_digest
+
+    now = datetime.now(UTC)
+    for n in range(7):
+        store_lead(store, str(900500 + n), notify=False, created=int(now.timestamp()) - 3600 * (n + 1))
+    store.record_duplicate("900500", "webhook")
+    deps = notify_deps(
+        store,
+        storage,
+        smtp.port,
+        clock,
+        recipients=Recipients(default=("sales@agent.test",), digest=("a@x.test", "b@x.test")),
+    )
+    deps.build_digest = lambda key: render_daily_digest(store, key, ZoneInfo("UTC"), lambda form: "Solar form")
+    key = digest_key(now)
+    assert store.add_outbox("digest", key) and not store.add_outbox("digest", key)
+    enqueue_notification(deps.queues, store, "digest", key)
+    enqueue_notification(deps.queues, store, "digest", key)
+    assert sorted(drain_notifications(deps, storage, clock)) == ["duplicate", "sent"]
+    [mail] = smtp.messages()
+    message = read_mail(mail)
+    assert message["To"] is None and message["Bcc"] is None
+    assert message["X-Envelope-To"] == "a@x.test, b@x.test"
+    text, html = parts(message)
+    assert "<img" not in html and "Solar form" in html and "Solar form" in text
+    assert "7 leads" in message["Subject"]
+
+
+def test_stuck_send_is_dead_lettered_as_unknown_not_sent_twice(store, storage, smtp, clock):
+    deps = notify_deps(store, storage, smtp.port, clock)
+    store_lead(store, "900601")
+    assert store.claim_notification("900601", "lead", "smtp", "crashed-claim")
+    announce(store, deps, "900601")
+    clock.advance(16 * 60)
+    outcomes = drain_notifications(deps, storage, clock)
+    assert outcomes == ["dead_lettered"]
+    assert smtp.messages() == []
+    assert "outcome unknown" in store.list_failed_events()[0]["error"]
+
+
+def test_sender_429_retry_after_is_honoured(store, storage, clock):
+    from shared.notify.acs import AcsSender
+    from tests.support.acs import FakeAcsEmail
+
+    service = FakeAcsEmail(throttle_next=1)
+    deps = notify_deps(store, storage, free_port(), clock)
+    deps.sender = AcsSender(
+        "DoNotReply@agent.test",
+        endpoint=service.endpoint,
+        connection_string=_acs_connection(service),
+        transport=service.transport(),
+    )
+    store_lead(store, "900701")
+    [body] = [enqueue_notification(deps.queues, store, "lead", "900701")] and _bodies(storage)
+    result = handle_notification(body, deps)
+    assert result.outcome == "throttled" and result.delay_seconds is not None and result.delay_seconds >= 17
+    assert store.notification_state("900701", "lead", deps.sender.name) is None  # nothing claimed while waiting
+    assert drain_notifications(deps, storage, clock) == ["sent"]
+    assert len(service.sent) == 1
+
+
+def _acs_connection(service) -> str:
+    return f"endpoint={service.endpoint}/;accesskey={service.access_key}"
+
+
+def _bodies(storage: str) -> list[bytes]:
+    from tests.support.queues import queue_client
+
+    client = queue_client(storage, NOTIFICATIONS_QUEUE)
+    bodies = []
+    for message in client.receive_messages(messages_per_page=32, max_messages=32, visibility_timeout=30):
+        bodies.append(message.content.encode())
+        client.delete_message(message)
+    return bodies
+
+
+def test_no_notification_is_left_on_the_poison_queue_after_a_normal_run(store, storage, smtp, clock):
+    deps = notify_deps(store, storage, smtp.port, clock)
+    store_lead(store, "900801")
+    announce(store, deps, "900801")
+    drain_notifications(deps, storage, clock)
+    assert message_count(storage, poison_queue(NOTIFICATIONS_QUEUE)) == 0
