@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 AZURITE := node_modules/.bin/azurite
 
-.PHONY: install run test unit lint typecheck check simulate clean
+.PHONY: install run test unit lint typecheck check simulate bench clean
 
 install: $(STAMP) $(AZURITE)
 
@@ -39,7 +39,11 @@ lint: install
 	$(PY) -m ruff format --check .
 
 typecheck: install
-	$(PY) -m mypy shared functions function_app.py devhost
+	$(PY) -m mypy shared functions function_app.py devhost bench
+
+## Benchmarks: each prints its figures and a reference measured in the same run.
+bench: install
+	$(PY) -m bench.notify_latency
 
 clean:
 	rm -rf .devdata .pytest_cache .mypy_cache .ruff_cache
