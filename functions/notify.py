@@ -2,28 +2,29 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
 
 import azure.functions as func
 
+from shared.logs import get_logger, log_context
 from shared.notify.digest import digest_key
 from shared.notify.notifier import enqueue_notification, flush_outbox, handle_notification
 from shared.queues.names import NOTIFICATIONS_QUEUE
 from shared.services import get_services
 
 bp = func.Blueprint()
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 @bp.function_name("send_notification")
 @bp.queue_trigger(arg_name="msg", queue_name=NOTIFICATIONS_QUEUE, connection="AzureWebJobsStorage")
-def send_notification(msg: func.QueueMessage) -> None:
+def send_notification(msg: func.QueueMessage, context: func.Context) -> None:
     """Send one lead email, alert or digest: exactly once, within the caps, or dead-lettered."""
-    result = handle_notification(msg.get_body(), get_services().notify_deps())
-    log.info(
-        "notify: %s", result.outcome, extra={"stage": "notify", "outcome": result.outcome, "queue_message_id": msg.id}
-    )
+    with log_context(invocation_id=context.invocation_id, queue_message_id=msg.id, dequeue_count=msg.dequeue_count):
+        result = handle_notification(msg.get_body(), get_services().notify_deps())
+        log.info(
+            "notify: %s", result.outcome, extra={"stage": "notify", "outcome": result.outcome, "leads": result.leads}
+        )
 
 
 @bp.function_name("flush_outbox")

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-import logging
-
 import azure.functions as func
 
+from shared.logs import get_logger, log_context
 from shared.poller.reconcile import poll_once
 from shared.services import get_services
 
 bp = func.Blueprint()
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 @bp.function_name("poll_leads")
 @bp.timer_trigger(arg_name="timer", schedule="%POLL_SCHEDULE%", run_on_startup=False, use_monitor=True)
-def poll_leads(timer: func.TimerRequest) -> None:
+def poll_leads(timer: func.TimerRequest, context: func.Context) -> None:
     """Queue every lead Meta has that the store lacks; check the token and page subscriptions."""
+    with log_context(invocation_id=context.invocation_id, function="poll_leads"):
+        _poll()
+
+
+def _poll() -> None:
     report = poll_once(get_services().poller_deps(), trigger="timer")
     log.info(
         "poll: done", extra={"stage": "poll", "outcome": report.skipped or report.error or "ok", **_figures(report)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
+from shared.logs import log_context
 from shared.services import get_services
 from shared.webhook.handshake import answer_handshake
 from shared.webhook.intake import receive_webhook
@@ -13,8 +14,13 @@ bp = func.Blueprint()
 
 @bp.function_name("facebook_leads_webhook")
 @bp.route(route="webhook/facebook/leads", methods=["GET", "POST"], auth_level=func.AuthLevel.ANONYMOUS)
-def facebook_leads_webhook(req: func.HttpRequest) -> func.HttpResponse:
+def facebook_leads_webhook(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     """Handshake on GET; on POST verify, enqueue one message per leadgen change, answer after."""
+    with log_context(invocation_id=context.invocation_id):
+        return _answer(req)
+
+
+def _answer(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()
     settings = services.settings
     if req.method.upper() == "GET":

@@ -7,12 +7,12 @@ audited (`incident_opened`, `incident_resolved`); email alerts hang off the same
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Literal
 
+from shared.logs import get_logger
 from shared.store.base import LeadStore
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 IncidentKind = Literal["token_invalid", "subscription_lost", "polling_failing", "dead_letters_growing", "silence"]
 

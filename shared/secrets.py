@@ -9,18 +9,18 @@ last value read is kept; values are never logged.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from shared.logs import get_logger
 from shared.settings import Settings
 
 if TYPE_CHECKING:
     from azure.keyvault.secrets import SecretClient
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 # App setting → Key Vault secret name (vault names allow letters, digits and dashes).
 VAULT_NAMES = {

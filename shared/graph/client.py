@@ -8,7 +8,6 @@ limit is in force; `on_token_invalid` hears about every token error so the integ
 from __future__ import annotations
 
 import json
-import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -19,9 +18,10 @@ import requests
 from shared.errors import GraphThrottled, GraphUnavailable, TokenInvalid
 from shared.graph.errors import classify_error
 from shared.graph.throttle import ThrottleGate, usage_block_seconds
+from shared.logs import get_logger
 from shared.models.lead import LEAD_FIELDS
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 MAX_PAGES = 10_000
 

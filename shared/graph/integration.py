@@ -7,7 +7,6 @@ it, one fetch is let through as a probe (like a half-open circuit breaker). A pr
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable
@@ -15,9 +14,10 @@ from typing import Any
 
 from shared.errors import IntegrationPaused, TokenInvalid, TransientError
 from shared.incidents import close_incident, open_incident
+from shared.logs import get_logger
 from shared.store.base import LeadStore
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 STATE_KEY = "integration_token"
 

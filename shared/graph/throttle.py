@@ -7,7 +7,6 @@ kept in memory and, when a state store is given, in the `state` table so every i
 from __future__ import annotations
 
 import json
-import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -15,8 +14,9 @@ from typing import Any
 
 from shared.errors import GraphThrottled, TransientError
 from shared.graph.errors import regain_seconds
+from shared.logs import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 STATE_KEY = "graph_throttle"
 APP_USAGE_LIMIT = 100  # percent; Meta throttles at 100

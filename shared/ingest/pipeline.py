@@ -12,7 +12,6 @@ host then retries the original message, so nothing is lost.
 from __future__ import annotations
 
 import json
-import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from shared.errors import InvalidLead, LeadAgentError, PermanentError, Transient
 from shared.graph.integration import IntegrationMonitor
 from shared.ingest.retry import retry_delay
 from shared.ingest.transform import normalise_lead
+from shared.logs import get_logger
 from shared.models.lead import GraphLead
 from shared.models.messages import DeadLetterInfo, LeadMessage
 from shared.queues.dead_letters import dead_letter_message, dead_letter_raw_body, send_dead_letter
@@ -31,7 +31,7 @@ from shared.queues.names import LEADS_QUEUE, poison_queue
 from shared.queues.sender import QueueSender
 from shared.store.base import AlreadyStored, FailedEvent, LeadStore
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 Outcome = Literal["stored", "duplicate", "retrying", "dead_lettered"]
 

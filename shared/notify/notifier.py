@@ -15,7 +15,6 @@ in `sending`; after `STUCK_AFTER` it is dead-lettered as "outcome unknown" rathe
 from __future__ import annotations
 
 import json
-import logging
 import random
 import uuid
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from pydantic import BaseModel, ValidationError
 
 from shared.errors import LeadAgentError, PermanentError, TransientError
 from shared.ingest.retry import retry_delay
+from shared.logs import get_logger
 from shared.models.messages import DeadLetterInfo
 from shared.notify.base import EmailSender, OutgoingEmail, SenderThrottled
 from shared.notify.content import RenderedEmail, render_alert, render_lead_email
@@ -37,7 +37,7 @@ from shared.queues.names import NOTIFICATIONS_QUEUE, poison_queue
 from shared.queues.sender import QueueSender
 from shared.store.base import FailedEvent, LeadStore
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 Kind = Literal["lead", "alert", "digest"]
 Outcome = Literal["sent", "duplicate", "waiting", "retrying", "throttled", "in_progress", "dead_lettered", "skipped"]

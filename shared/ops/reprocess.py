@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from shared.models.messages import LeadMessage
-from shared.queues.names import LEADS_QUEUE, POISON_SUFFIX
+from shared.queues.names import LEADS_QUEUE, NOTIFICATIONS_QUEUE, POISON_SUFFIX
 from shared.queues.sender import QueueSender
 from shared.store.base import LeadStore
 
@@ -71,6 +71,17 @@ def _requeue_failed_event(event: dict[str, Any], store: LeadStore, sender: Queue
         message = original.model_copy(update={"attempt": 0, "source": "reprocess", "last_error": None, "lead": None})
         text = message.to_text()
         lead_id: str | None = message.facebook_lead_id
+    elif queue == NOTIFICATIONS_QUEUE:
+        from shared.notify.notifier import NotificationMessage
+
+        try:
+            notification = NotificationMessage.model_validate_json(payload)
+        except ValidationError:
+            return ReprocessResult(
+                409, {"error": "this dead letter holds no notification", "failed_event_id": event["id"]}
+            )
+        text = notification.model_copy(update={"attempt": 0, "last_error": None}).to_text()
+        lead_id = event.get("facebook_lead_id")
     else:
         text, lead_id = payload, event.get("facebook_lead_id")
     message_id = sender.send(queue, text)

@@ -9,7 +9,6 @@ checkpoint moves only after its missing leads are on the queue; a lease stops ov
 
 from __future__ import annotations
 
-import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -21,6 +20,7 @@ from shared.errors import GraphThrottled, LeadAgentError, TokenInvalid
 from shared.graph.client import GraphClient
 from shared.graph.integration import IntegrationMonitor
 from shared.incidents import close_incident, open_incident
+from shared.logs import get_logger
 from shared.models.lead import parse_graph_time
 from shared.models.messages import LeadMessage
 from shared.poller.meta_health import check_token, ensure_subscription, token_error
@@ -28,7 +28,7 @@ from shared.queues.names import LEADS_QUEUE
 from shared.queues.sender import QueueSender
 from shared.store.base import LeadStore, PollRun
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 LEASE = "poller"
 FORM_STATUSES = frozenset({"ACTIVE", "ARCHIVED"})

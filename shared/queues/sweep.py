@@ -11,18 +11,18 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.errors import QueueUnavailable, TransientError
+from shared.logs import get_logger
 from shared.queues.connection import expand_connection_string
 from shared.queues.names import LEADS_QUEUE, NOTIFICATIONS_QUEUE, poison_queue
 from shared.store.base import FailedEvent, LeadStore
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 STAGES = {LEADS_QUEUE: "ingest", NOTIFICATIONS_QUEUE: "notify"}
 HOST_MOVE_REASON = "failed every invocation the host allowed (moved to the poison queue by the Functions host)"

@@ -8,13 +8,13 @@ what happened, so the trigger stays a thin mapping. 200 is returned only after e
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
 from shared.errors import QueueUnavailable, SignatureInvalid
+from shared.logs import get_logger
 from shared.models.envelope import LeadgenChange, WebhookEnvelope
 from shared.models.messages import DeadLetterInfo, LeadMessage, utc_now
 from shared.queues.dead_letters import dead_letter_message, dead_letter_raw_body, send_dead_letter
@@ -22,7 +22,7 @@ from shared.queues.names import LEADS_QUEUE
 from shared.queues.sender import QueueSender
 from shared.webhook.signature import verify_signature
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 CountIgnored = Callable[[str, int], None]
 

@@ -72,9 +72,18 @@ def local_env(monkeypatch, tmp_path):
     reset_services()
 
 
+class Context:
+    invocation_id = "test-invocation"
+    function_name = "test"
+
+
 def call(functions, name, **request):
     request.setdefault("body", b"")
-    return functions[name].get_user_function()(func.HttpRequest(**request))
+    function = functions[name].get_user_function()
+    import inspect
+
+    kwargs = {"context": Context()} if "context" in inspect.signature(function).parameters else {}
+    return function(func.HttpRequest(**request), **kwargs)
 
 
 def test_handshake_echoes_the_challenge_as_plain_text(functions, local_env):
