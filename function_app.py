@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from functions import ingest, notify, ops, poller, webhook
+from functions import health, ingest, notify, ops, poller, stats, webhook
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(webhook.bp)
 app.register_functions(ingest.bp)
+app.register_functions(health.bp)
 app.register_functions(ops.bp)
+app.register_functions(stats.bp)
 app.register_functions(poller.bp)
 app.register_functions(notify.bp)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
+from functions.guard import count_failed_auth
 from shared.logs import log_context
 from shared.services import get_services
 from shared.webhook.handshake import answer_handshake
@@ -36,4 +37,8 @@ def _answer(req: func.HttpRequest) -> func.HttpResponse:
         settings.webhook_max_body_bytes,
         services.count_ignored,
     )
+    if result.status == 401:  # only failed signatures count toward the limit, never signed deliveries
+        limited = count_failed_auth(req)
+        if limited is not None:
+            return limited
     return func.HttpResponse(result.body, status_code=result.status, mimetype="application/json")

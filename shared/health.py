@@ -1,28 +1,43 @@
-"""Health checks: each check has `status`, `latency_ms` and a one-line reason; no internals or secrets."""
+"""Health checks: each check has `status`, `latency_ms` and a one-line reason; no secrets.
+
+`/api/health` (anonymous) aggregates queue, database, Facebook and email with short reasons and
+no internals; the Facebook and email checks call out, so their results are cached for
+`HEALTH_CACHE_SECONDS` (anonymous callers cannot make us spend Meta's rate budget). The detailed
+routes (`/api/health/db|facebook|email`, function key) always check live and add detail.
+"""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from shared.errors import LeadAgentError
+from shared.poller.meta_health import check_token
 from shared.queues.names import LEADS_QUEUE
 from shared.services import Services
 
-Check = Callable[[], object]
+Check = Callable[[], dict[str, Any] | None]
+HEALTH_CACHE_SECONDS = 60.0
 
 
 def run_check(probe: Check) -> dict[str, Any]:
-    """Run one probe; `ok` when it returns, `down` with the error class when it raises."""
+    """Run one probe: `ok` when it returns (its dict adds detail), `down` with the error class when it raises.
+
+    A probe that returns `{"status": "down", "reason": …}` reports a failure it found itself.
+    """
     started = time.perf_counter()
     try:
-        probe()
+        detail = probe() or {}
     except LeadAgentError as exc:
-        return _result("down", started, f"{type(exc).__name__}")
+        return _result("down", started, type(exc).__name__)
     except Exception as exc:
         return _result("down", started, f"unexpected {type(exc).__name__}")
-    return _result("ok", started, "reachable")
+    status = str(detail.pop("status", "ok"))
+    reason = str(detail.pop("reason", "reachable"))
+    return {**_result(status, started, reason), **detail}
 
 
 def _result(status: str, started: float, reason: str) -> dict[str, Any]:
@@ -30,8 +45,8 @@ def _result(status: str, started: float, reason: str) -> dict[str, Any]:
 
 
 def summarise(checks: Mapping[str, dict[str, Any]]) -> tuple[int, dict[str, Any]]:
-    """HTTP status and body: 200 `ok` when every check is ok; 503 `degraded` or `down` otherwise."""
-    failing = [name for name, check in checks.items() if check["status"] != "ok"]
+    """HTTP status and body: 200 `ok` when every check is ok (or disabled); 503 `degraded` or `down` otherwise."""
+    failing = [name for name, check in checks.items() if check["status"] not in ("ok", "disabled")]
     if not failing:
         status = "ok"
     elif len(failing) == len(checks):
@@ -41,10 +56,92 @@ def summarise(checks: Mapping[str, dict[str, Any]]) -> tuple[int, dict[str, Any]
     return (200 if status == "ok" else 503), {"status": status, "checks": dict(checks)}
 
 
-def overall_health(services: Services) -> tuple[int, dict[str, Any]]:
-    """The anonymous `/api/health`: can the webhook queue leads, can ingestion store them."""
+def database_detail(services: Services) -> dict[str, Any]:
+    """A real query and the schema version."""
+    latency = services.store.ping()
+    return {"query_ms": round(latency, 1), "schema_version": services.store.schema_version()}
+
+
+def facebook_detail(services: Services) -> dict[str, Any]:
+    """Token validity, expiry and scopes (`debug_token`), each page's subscription, the throttle state."""
+    token = check_token(services.graph, services.secrets.access_token(), services.secrets.app_token())
+    subscriptions = []
+    app_id = services.settings.facebook_app_id
+    for page_id in services.settings.facebook_page_ids:
+        apps = list(services.graph.paged(f"{page_id}/subscribed_apps", {}))
+        ok = any(
+            (not app_id or str(a.get("id")) == app_id) and "leadgen" in (a.get("subscribed_fields") or []) for a in apps
+        )
+        subscriptions.append({"page_id": page_id, "subscribed": ok})
+    until = services.throttle.blocked_until()
+    throttled = None if not until else datetime.fromtimestamp(until, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    problems = []
+    if not token.valid:
+        problems.append("token invalid")
+    if not all(s["subscribed"] for s in subscriptions):
+        problems.append("page subscription missing")
+    if throttled:
+        problems.append("rate limited")
+    detail: dict[str, Any] = {"token": token.as_dict(), "subscriptions": subscriptions, "throttled_until": throttled}
+    if problems:
+        detail.update(status="down", reason=", ".join(problems))
+    else:
+        detail["reason"] = "token valid, pages subscribed"
+    return detail
+
+
+def email_detail(services: Services) -> dict[str, Any]:
+    """Sender configured and reachable (SMTP connect + EHLO; ACS credential obtainable)."""
+    if services.settings.email_sender == "none":
+        return {"status": "disabled", "reason": "EMAIL_SENDER is none"}
+    return {"reason": services.email_sender.check()}
+
+
+class HealthCache:
+    """Remembers the outbound checks of the anonymous route for a short time."""
+
+    def __init__(self, ttl_seconds: float = HEALTH_CACHE_SECONDS) -> None:
+        self._ttl = ttl_seconds
+        self._lock = threading.Lock()
+        self._results: dict[str, tuple[float, dict[str, Any]]] = {}
+
+    def get(self, name: str, probe: Check) -> dict[str, Any]:
+        now = time.monotonic()
+        with self._lock:
+            cached = self._results.get(name)
+            if cached is not None and now - cached[0] < self._ttl:
+                return cached[1]
+        result = run_check(probe)
+        with self._lock:
+            self._results[name] = (now, result)
+        return result
+
+
+_cache = HealthCache()
+
+
+def _short(check: dict[str, Any]) -> dict[str, Any]:
+    """What anonymous callers see: status, latency, and a reason that names no internals."""
+    reason = "reachable" if check["status"] == "ok" else ("disabled" if check["status"] == "disabled" else "failing")
+    return {"status": check["status"], "latency_ms": check["latency_ms"], "reason": reason}
+
+
+def overall_health(services: Services, cache: HealthCache = _cache) -> tuple[int, dict[str, Any]]:
+    """The anonymous `/api/health`: queue, database, Facebook and email, short reasons only."""
     checks = {
         "queue": run_check(lambda: services.sender.ping(LEADS_QUEUE)),
-        "database": run_check(lambda: services.store.ping()),
+        "database": run_check(lambda: {"query_ms": services.store.ping()}),
+        "facebook": cache.get("facebook", lambda: facebook_detail(services)),
+        "email": cache.get("email", lambda: email_detail(services)),
     }
-    return summarise(checks)
+    return summarise({name: _short(check) for name, check in checks.items()})
+
+
+def detailed_health(services: Services, name: str) -> tuple[int, dict[str, Any]]:
+    """One live check with its detail: `db`, `facebook` or `email`."""
+    probes: dict[str, Check] = {
+        "db": lambda: database_detail(services),
+        "facebook": lambda: facebook_detail(services),
+        "email": lambda: email_detail(services),
+    }
+    return summarise({name: run_check(probes[name])})

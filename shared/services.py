@@ -26,6 +26,7 @@ from shared.notify.recipients import Recipients
 from shared.poller.reconcile import PollerConfig, PollerDeps
 from shared.queues.sender import QueueSender
 from shared.queues.sweep import SweepReport, sweep_poison_queues
+from shared.ratelimit import RateLimiter
 from shared.secrets import SecretProvider
 from shared.settings import Settings, get_settings
 from shared.store.base import LeadStore
@@ -43,6 +44,16 @@ class Services:
     @cached_property
     def sender(self) -> QueueSender:
         return QueueSender(self.settings.azure_webjobs_storage, self.settings.queue_timeout_seconds)
+
+    @cached_property
+    def rate_limiter(self) -> RateLimiter:
+        """100 requests per minute per client IP, counted in Table Storage (shared by every instance)."""
+        settings = self.settings
+        return RateLimiter(
+            settings.azure_webjobs_storage,
+            limit=settings.rate_limit_per_minute,
+            timeout_seconds=settings.queue_timeout_seconds,
+        )
 
     @cached_property
     def counters(self) -> TableCounters:

@@ -67,6 +67,9 @@ class Settings(BaseModel):
     failed_events_retention_days: int = Field(30, alias="FAILED_EVENTS_RETENTION_DAYS", ge=1)
     secrets_cache_seconds: float = Field(300, alias="SECRETS_CACHE_SECONDS", ge=0)
 
+    # Operations
+    rate_limit_per_minute: int = Field(100, alias="RATE_LIMIT_PER_MINUTE", ge=1)
+
     # Notifications
     email_sender: Literal["none", "smtp", "acs"] = Field("none", alias="EMAIL_SENDER")
     email_from: str = Field("", alias="EMAIL_FROM")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -140,6 +141,8 @@ def _retry_later(message: LeadMessage, exc: TransientError, deps: IngestDeps) ->
         delay = retry_delay(0, floor, max(floor, policy.retry_max_seconds), floor, deps.rng)
     retry = message.model_copy(update={"attempt": attempts, "last_error": _describe(exc)})
     deps.sender.send(LEADS_QUEUE, retry.to_text(), delay_seconds=delay)
+    with suppress(LeadAgentError):  # counted for stats when the store is up; the retry itself is queued
+        deps.store.audit("ingest_retry", message.facebook_lead_id, {"attempt": attempts, "error": type(exc).__name__})
     log.warning(
         "ingest: transient failure, retrying later",
         extra={

@@ -18,6 +18,7 @@ import json
 import random
 import uuid
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Literal
@@ -286,6 +287,8 @@ def _failed(
         log.warning(
             "notify: send failed, retrying", extra={"stage": "notify", "outcome": "retrying", "attempt": attempts}
         )
+        with suppress(LeadAgentError):
+            deps.store.audit("notify_retry", None, {"kind": message.kind, "key": message.key, "attempt": attempts})
         return _requeue(message, deps, delay, "retrying", attempt=attempts, reason=reason)
     deps.store.mark_notification_failed(claim_id, message.key, message.kind, channel, reason, attempts)
     deps.store.release_claim(claim_id)  # the rest of the group goes back to pending; the failed row stays

@@ -19,7 +19,7 @@ from typing import Any
 
 from shared.store.base_types import Cursor, StoreBackend
 from shared.store.notifications import NotificationStore
-from shared.store.stats import StatsStore
+from shared.store.stats import OpsStatsStore
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ def iso_utc(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class LeadStore(NotificationStore, StatsStore):
+class LeadStore(NotificationStore, OpsStatsStore):
     """The agent's storage, over any `StoreBackend`."""
 
     def __init__(self, backend: StoreBackend, migrate_on_first_use: bool = False) -> None:
@@ -184,7 +184,7 @@ class LeadStore(NotificationStore, StatsStore):
     def has_lead(self, facebook_lead_id: str) -> bool:
         """Whether the lead is stored (a hint to skip a Graph call; the insert still decides)."""
         with self._read() as cur:
-            cur.execute(self._statements.lead_exists, (facebook_lead_id,))
+            cur.execute(self._statements.lead_exists, (facebook_lead_id, facebook_lead_id))
             return cur.fetchone() is not None
 
     def store_lead(
@@ -243,6 +243,7 @@ class LeadStore(NotificationStore, StatsStore):
                     ),
                 )
                 self._audit(cur, "stored", lead.facebook_lead_id, lead.source, audit_detail, now)
+                self._bump(cur, f"source:{lead.source}")
                 if notify:  # the outbox row commits with the lead: no lead is left unannounced
                     cur.execute(s.insert_outbox, ("lead", lead.facebook_lead_id, None, now))
         if duplicate:
@@ -255,6 +256,7 @@ class LeadStore(NotificationStore, StatsStore):
         now = self.backend.to_db_time(datetime.now(UTC))
         with self._write() as cur:
             self._audit(cur, "duplicate", facebook_lead_id, source, detail, now)
+            self._bump(cur, "duplicates")
 
     def record_failed_event(self, event: FailedEvent) -> bool:
         """Keep a dead letter in `failed_events` (status `open`) and audit it; once per `dead_letter_id`.
@@ -411,7 +413,7 @@ class LeadStore(NotificationStore, StatsStore):
             for start in range(0, len(unique), 500):
                 chunk = unique[start : start + 500]
                 sql = self._statements.existing_lead_ids.format(params=", ".join("?" * len(chunk)))
-                cur.execute(sql, tuple(chunk))
+                cur.execute(sql, tuple(chunk) * 2)
                 found.update(str(row[0]) for row in cur.fetchall())
         return found
 
@@ -470,6 +472,45 @@ class LeadStore(NotificationStore, StatsStore):
             cur.execute(self._statements.ping)
             cur.fetchone()
         return (time.perf_counter() - started) * 1000
+
+    def _bump(self, cur: Cursor, name: str) -> None:
+        """Add one to a running counter in the same transaction (stats stay O(1) at a million leads)."""
+        cur.execute(self._statements.bump_counter, (name,))
+        if int(getattr(cur, "rowcount", 0) or 0) == 0:
+            try:
+                cur.execute(self._statements.insert_counter, (name,))
+            except Exception as exc:
+                if not self.backend.is_duplicate_key(exc):
+                    raise
+                cur.execute(self._statements.bump_counter, (name,))
+
+    def erase_lead(self, facebook_lead_id: str) -> dict[str, int] | None:
+        """Remove one person's data everywhere, keep a tombstone and an audit row without PII.
+
+        The lead and raw rows are deleted, dead-letter payloads of that lead are emptied, and the id
+        is kept in `erased_leads` so a late webhook or the poller never stores the lead again.
+        Returns the rows changed per table, or None when the id is unknown.
+        """
+        s = self._statements
+        now = self.backend.to_db_time(datetime.now(UTC))
+        changed: dict[str, int] = {}
+        with self._write() as cur:
+            for table, statement in (
+                ("leads", s.erase_lead),
+                ("raw_leads", s.erase_raw_lead),
+                ("failed_events", s.erase_failed_payloads),
+            ):
+                cur.execute(statement, (facebook_lead_id,))
+                changed[table] = max(int(getattr(cur, "rowcount", 0) or 0), 0)
+            if changed["leads"] == 0 and changed["raw_leads"] == 0 and changed["failed_events"] == 0:
+                return None
+            try:
+                cur.execute(s.insert_erasure, (facebook_lead_id, now))
+            except Exception as exc:
+                if not self.backend.is_duplicate_key(exc):
+                    raise
+            self._audit(cur, "erased", facebook_lead_id, None, {"rows": changed}, now)
+        return changed
 
     def _audit(
         self, cur: Cursor, action: str, lead_id: str | None, source: str | None, detail: dict[str, Any] | None, at: Any

@@ -79,6 +79,21 @@ class Statements:
     count_failed_by_status: str
     poll_runs_between: str
     notifications_sent_between: str
+    bump_counter: str
+    insert_counter: str
+    read_counters: str
+    last_lead_times: str
+    leads_by_hour_and_source: str
+    leads_by_form_and_source: str
+    count_failed_since: str
+    notification_figures: str
+    notification_latencies: str
+    count_outbox_pending: str
+    count_notifications_failed: str
+    erase_lead: str
+    erase_raw_lead: str
+    erase_failed_payloads: str
+    insert_erasure: str
 
 
 class StoreBackend(ABC):

@@ -32,7 +32,9 @@ STATEMENTS = Statements(
         "INSERT INTO raw_leads (facebook_lead_id, source, raw_event, raw_graph, received_at) VALUES (?, ?, ?, ?, ?)"
     ),
     insert_audit="INSERT INTO audit_log (at, action, facebook_lead_id, source, detail) VALUES (?, ?, ?, ?, ?)",
-    lead_exists="SELECT 1 FROM leads WHERE facebook_lead_id = ?",
+    lead_exists=(
+        "SELECT 1 FROM leads WHERE facebook_lead_id = ? UNION ALL SELECT 1 FROM erased_leads WHERE facebook_lead_id = ?"
+    ),
     last_leads=(
         "SELECT facebook_lead_id, page_id, form_id, ad_id, created_time, source, email, full_name, phone_number,"
         " fields_json FROM leads ORDER BY created_time DESC, id DESC LIMIT ?"
@@ -53,7 +55,10 @@ STATEMENTS = Statements(
         " WHERE leases.expires_at < ? OR leases.owner = excluded.owner"
     ),
     release_lease="DELETE FROM leases WHERE name = ? AND owner = ?",
-    existing_lead_ids="SELECT facebook_lead_id FROM leads WHERE facebook_lead_id IN ({params})",
+    existing_lead_ids=(
+        "SELECT facebook_lead_id FROM leads WHERE facebook_lead_id IN ({params})"
+        " UNION SELECT facebook_lead_id FROM erased_leads WHERE facebook_lead_id IN ({params})"
+    ),
     insert_poll_run=(
         "INSERT INTO poll_runs (trigger, started_at, finished_at, window_start, window_end, forms_checked,"
         " leads_seen, missing_found, enqueued, graph_calls, duration_ms, error)"
@@ -147,6 +152,34 @@ STATEMENTS = Statements(
     notifications_sent_between=(
         "SELECT COUNT(*) FROM notification_log WHERE status = 'sent' AND sent_at >= ? AND sent_at < ?"
     ),
+    bump_counter="UPDATE lead_counters SET value = value + 1 WHERE name = ?",
+    insert_counter="INSERT INTO lead_counters (name, value) VALUES (?, 1)",
+    read_counters="SELECT name, value FROM lead_counters",
+    last_lead_times="SELECT MAX(created_time), MAX(stored_at) FROM leads",
+    leads_by_hour_and_source=(
+        "SELECT substr(created_time, 1, 13), source, COUNT(*) FROM leads"
+        " WHERE created_time >= ? AND created_time < ? GROUP BY substr(created_time, 1, 13), source"
+    ),
+    leads_by_form_and_source=(
+        "SELECT form_id, source, COUNT(*) FROM leads WHERE created_time >= ? AND created_time < ?"
+        " GROUP BY form_id, source"
+    ),
+    count_failed_since="SELECT COUNT(*) FROM failed_events WHERE first_failed_at >= ? AND first_failed_at < ?",
+    notification_figures=(
+        "SELECT COUNT(DISTINCT claim_id), COALESCE(SUM(CASE WHEN kind = 'lead' THEN 1 ELSE 0 END), 0),"
+        " COUNT(DISTINCT CASE WHEN group_size > 1 THEN claim_id END)"
+        " FROM notification_log WHERE status = 'sent' AND sent_at >= ? AND sent_at < ?"
+    ),
+    notification_latencies=(
+        "SELECT n.sent_at, l.stored_at FROM notification_log n JOIN leads l ON l.facebook_lead_id = n.notification_key"
+        " WHERE n.kind = 'lead' AND n.status = 'sent' AND n.sent_at >= ? AND n.sent_at < ?"
+    ),
+    count_outbox_pending="SELECT COUNT(*) FROM notification_outbox WHERE status IN ('pending', 'queued')",
+    count_notifications_failed="SELECT COUNT(*) FROM notification_log WHERE status = 'failed'",
+    erase_lead="DELETE FROM leads WHERE facebook_lead_id = ?",
+    erase_raw_lead="DELETE FROM raw_leads WHERE facebook_lead_id = ?",
+    erase_failed_payloads="UPDATE failed_events SET payload = NULL WHERE facebook_lead_id = ? AND payload IS NOT NULL",
+    insert_erasure="INSERT INTO erased_leads (facebook_lead_id, erased_at) VALUES (?, ?)",
 )
 
 MIGRATIONS = (
@@ -290,6 +323,20 @@ MIGRATIONS = (
             )""",
             "CREATE INDEX ix_email_slots_reserved ON email_slots (reserved_at)",
             "CREATE INDEX ix_leads_stored_at ON leads (stored_at)",
+        ),
+    ),
+    Migration(
+        5,
+        (
+            "CREATE TABLE lead_counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+            "INSERT INTO lead_counters (name, value) SELECT 'source:' || source, COUNT(*) FROM leads GROUP BY source",
+            "INSERT INTO lead_counters (name, value)"
+            " SELECT 'duplicates', COUNT(*) FROM audit_log WHERE action = 'duplicate'",
+            """CREATE TABLE erased_leads (
+                facebook_lead_id TEXT PRIMARY KEY,
+                erased_at TEXT NOT NULL
+            )""",
+            "CREATE INDEX ix_failed_events_lead ON failed_events (facebook_lead_id)",
         ),
     ),
 )

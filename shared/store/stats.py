@@ -79,3 +79,62 @@ class StatsStore:
         with self._read() as cur:
             cur.execute(sql, (t(start), t(end)))
             return int(cur.fetchone()[0])
+
+
+class OpsStatsStore(StatsStore):
+    """The counts behind `/api/stats*`: running counters and indexed window queries."""
+
+    def counters(self) -> dict[str, int]:
+        """Running counters kept in the lead transactions (`source:<name>`, `duplicates`)."""
+        with self._read() as cur:
+            cur.execute(self._statements.read_counters)
+            return {str(name): int(value) for name, value in cur.fetchall()}
+
+    def last_lead_times(self) -> tuple[datetime | None, datetime | None]:
+        """(newest `created_time`, newest `stored_at`) or Nones on an empty store."""
+        with self._read() as cur:
+            cur.execute(self._statements.last_lead_times)
+            created, stored = cur.fetchone()
+        convert = self.backend.from_db_time
+        return (None if created is None else convert(created), None if stored is None else convert(stored))
+
+    def leads_by_hour_and_source(self, start: datetime, end: datetime) -> list[tuple[str, str, int]]:
+        t = self.backend.to_db_time
+        with self._read() as cur:
+            cur.execute(self._statements.leads_by_hour_and_source, (t(start), t(end)))
+            return [(str(hour), str(source), int(n)) for hour, source, n in cur.fetchall()]
+
+    def leads_by_form_and_source(self, start: datetime, end: datetime) -> list[tuple[str | None, str, int]]:
+        t = self.backend.to_db_time
+        with self._read() as cur:
+            cur.execute(self._statements.leads_by_form_and_source, (t(start), t(end)))
+            return [(form, str(source), int(n)) for form, source, n in cur.fetchall()]
+
+    def count_failed_since(self, start: datetime, end: datetime) -> int:
+        return self._count(self._statements.count_failed_since, start, end)
+
+    def notification_figures(self, start: datetime, end: datetime) -> tuple[int, int, int]:
+        """(emails sent, leads announced, grouped emails) in the window."""
+        t = self.backend.to_db_time
+        with self._read() as cur:
+            cur.execute(self._statements.notification_figures, (t(start), t(end)))
+            emails, leads, grouped = cur.fetchone()
+        return int(emails), int(leads), int(grouped)
+
+    def notification_latencies(self, start: datetime, end: datetime) -> list[float]:
+        """Seconds from a lead's commit to its email being accepted, for emails sent in the window."""
+        t, back = self.backend.to_db_time, self.backend.from_db_time
+        with self._read() as cur:
+            cur.execute(self._statements.notification_latencies, (t(start), t(end)))
+            rows = cur.fetchall()
+        return [(back(sent) - back(stored)).total_seconds() for sent, stored in rows]
+
+    def count_outbox_pending(self) -> int:
+        with self._read() as cur:
+            cur.execute(self._statements.count_outbox_pending)
+            return int(cur.fetchone()[0])
+
+    def count_notifications_failed(self) -> int:
+        with self._read() as cur:
+            cur.execute(self._statements.count_notifications_failed)
+            return int(cur.fetchone()[0])

@@ -135,10 +135,11 @@ def test_oversized_body_is_413_over_http(devhost):
     assert answer.status_code == 413
 
 
-def test_health_is_ok_when_queue_and_database_answer(devhost):
+def test_health_is_ok_when_queue_database_and_facebook_answer(devhost):
     answer = requests.get(f"{devhost.url}/api/health", timeout=10)
-    assert answer.status_code == 200
+    assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body["status"] == "ok"
-    assert set(body["checks"]) == {"queue", "database"}
+    assert set(body["checks"]) == {"queue", "database", "facebook", "email"}
+    assert body["checks"]["email"]["status"] == "disabled"
     assert SECRET not in json.dumps(body) and "AccountKey" not in json.dumps(body)
