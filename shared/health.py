@@ -2,7 +2,7 @@
 
 `/api/health` (anonymous) aggregates queue, database, Facebook and email with short reasons and
 no internals; the Facebook and email checks call out, so their results are cached for
-`HEALTH_CACHE_SECONDS` (anonymous callers cannot make us spend Meta's rate budget). The detailed
+`HEALTH_CACHE_SECONDS` (default 60; anonymous callers cannot make us spend Meta's rate budget). The detailed
 routes (`/api/health/db|facebook|email`, function key) always check live and add detail.
 """
 
@@ -20,7 +20,6 @@ from shared.queues.names import LEADS_QUEUE
 from shared.services import Services
 
 Check = Callable[[], dict[str, Any] | None]
-HEALTH_CACHE_SECONDS = 60.0
 
 
 def run_check(probe: Check) -> dict[str, Any]:
@@ -68,7 +67,11 @@ def facebook_detail(services: Services) -> dict[str, Any]:
     subscriptions = []
     app_id = services.settings.facebook_app_id
     for page_id in services.settings.facebook_page_ids:
-        apps = list(services.graph.paged(f"{page_id}/subscribed_apps", {}))
+        try:
+            apps = list(services.graph.paged(f"{page_id}/subscribed_apps", {}))
+        except LeadAgentError as exc:
+            subscriptions.append({"page_id": page_id, "subscribed": False, "error": type(exc).__name__})
+            continue
         ok = any(
             (not app_id or str(a.get("id")) == app_id) and "leadgen" in (a.get("subscribed_fields") or []) for a in apps
         )
@@ -100,7 +103,7 @@ def email_detail(services: Services) -> dict[str, Any]:
 class HealthCache:
     """Remembers the outbound checks of the anonymous route for a short time."""
 
-    def __init__(self, ttl_seconds: float = HEALTH_CACHE_SECONDS) -> None:
+    def __init__(self, ttl_seconds: float = 60.0) -> None:
         self._ttl = ttl_seconds
         self._lock = threading.Lock()
         self._results: dict[str, tuple[float, dict[str, Any]]] = {}
@@ -117,7 +120,13 @@ class HealthCache:
         return result
 
 
-_cache = HealthCache()
+_caches: dict[float, HealthCache] = {}
+
+
+def _cache_for(seconds: float) -> HealthCache:
+    if seconds not in _caches:
+        _caches[seconds] = HealthCache(seconds)
+    return _caches[seconds]
 
 
 def _short(check: dict[str, Any]) -> dict[str, Any]:
@@ -126,8 +135,9 @@ def _short(check: dict[str, Any]) -> dict[str, Any]:
     return {"status": check["status"], "latency_ms": check["latency_ms"], "reason": reason}
 
 
-def overall_health(services: Services, cache: HealthCache = _cache) -> tuple[int, dict[str, Any]]:
+def overall_health(services: Services, cache: HealthCache | None = None) -> tuple[int, dict[str, Any]]:
     """The anonymous `/api/health`: queue, database, Facebook and email, short reasons only."""
+    cache = cache or _cache_for(services.settings.health_cache_seconds)
     checks = {
         "queue": run_check(lambda: services.sender.ping(LEADS_QUEUE)),
         "database": run_check(lambda: {"query_ms": services.store.ping()}),

@@ -69,6 +69,7 @@ class Settings(BaseModel):
 
     # Operations
     rate_limit_per_minute: int = Field(100, alias="RATE_LIMIT_PER_MINUTE", ge=1)
+    health_cache_seconds: float = Field(60, alias="HEALTH_CACHE_SECONDS", ge=0)
 
     # Notifications
     email_sender: Literal["none", "smtp", "acs"] = Field("none", alias="EMAIL_SENDER")
