@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from functions import health, ingest, notify, ops, poller, stats, webhook
+from functions import health, ingest, notify, openapi, ops, poller, stats, webhook
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(webhook.bp)
@@ -12,5 +12,6 @@ app.register_functions(ingest.bp)
 app.register_functions(health.bp)
 app.register_functions(ops.bp)
 app.register_functions(stats.bp)
+app.register_functions(openapi.bp)
 app.register_functions(poller.bp)
 app.register_functions(notify.bp)

@@ -265,6 +265,7 @@ class FunctionHost:
         for runner in self._timers:
             runner.request_stop()
         finished = True
+        in_flight = sum(listener.in_flight for listener in self._listeners)
         for listener in self._listeners:
             finished = listener.join(deadline) and finished
         for runner in self._timers:
@@ -273,6 +274,8 @@ class FunctionHost:
             finished = self._server.close(deadline) and finished
         if not finished:
             log.warning("Stopped with invocations still running; unfinished queue messages will reappear")
+        if finished:
+            log.info("Queue drained: %d in-flight invocation(s) finished, nothing left running", in_flight)
         log.info("Host stopped")
         return finished
 

@@ -162,6 +162,12 @@ class QueueListener:
         self._pool = ThreadPoolExecutor(options.max_in_flight, thread_name_prefix=f"devhost-{function.name}")
         self._thread = threading.Thread(target=self._receive_loop, name=f"devhost-queue-{function.name}", daemon=True)
 
+    @property
+    def in_flight(self) -> int:
+        """Invocations running right now."""
+        with self._changed:
+            return self._in_flight
+
     def prepare(self) -> None:
         """Create the queue if missing; storage errors propagate (the host refuses to start)."""
         ensure_queue(self._client)

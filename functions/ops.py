@@ -24,7 +24,7 @@ MAX_RECONCILE_HOURS = 90 * 24
 def ops_last_leads(req: func.HttpRequest) -> func.HttpResponse:
     """`{"leads": [...]}` newest first; `limit` from 1 to 100 (default 10)."""
     raw = req.params.get("limit", "10")
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LAST_LEADS:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LAST_LEADS:
         return json_response({"error": f"limit must be a whole number from 1 to {MAX_LAST_LEADS}"}, 400)
     try:
         leads = get_services().store.last_leads(int(raw))
@@ -40,7 +40,11 @@ def ops_failed_events(req: func.HttpRequest) -> func.HttpResponse:
     """`{"events": [...]}` newest first; sweeps the poison queues first so nothing is hidden."""
     status = req.params.get("status", "open")
     raw = req.params.get("limit", "100")
-    if status not in ("open", "reprocessed", "resolved") or not raw.isdigit() or not 1 <= int(raw) <= MAX_FAILED_EVENTS:
+    if (
+        status not in ("open", "reprocessed", "resolved")
+        or not (raw.isascii() and raw.isdigit())
+        or not 1 <= int(raw) <= MAX_FAILED_EVENTS
+    ):
         return json_response({"error": f"status is open|reprocessed|resolved; limit 1 to {MAX_FAILED_EVENTS}"}, 400)
     try:
         events = get_services().list_failed_events(status, int(raw))
@@ -91,7 +95,7 @@ def ops_reconcile(req: func.HttpRequest) -> func.HttpResponse:
 def ops_erase_lead(req: func.HttpRequest) -> func.HttpResponse:
     """Erase one person's data from every table; an audit row without PII and a tombstone remain."""
     lead_id = req.route_params.get("facebook_lead_id", "")
-    if not lead_id.isdigit() or len(lead_id) > 32:
+    if not (lead_id.isascii() and lead_id.isdigit()) or len(lead_id) > 32:
         return json_response({"error": "unknown lead id"}, 404)
     try:
         changed = get_services().store.erase_lead(lead_id)

@@ -11,7 +11,7 @@ from shared.errors import StoreUnavailable
 from shared.services import get_services
 
 bp = func.Blueprint()
-BAD_HOURS = {"error": "hours must be a number from 1 to 720"}
+BAD_HOURS = {"error": "hours must be a number greater than 0 and at most 720"}
 
 
 @bp.function_name("stats")

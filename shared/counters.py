@@ -17,7 +17,7 @@ from shared.queues.names import COUNTERS_TABLE
 if TYPE_CHECKING:
     from azure.data.tables import TableClient
 
-_UNSAFE = re.compile(r"[/\\#?\x00-\x1f\x7f]")
+_UNSAFE = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
 
 
 class TableCounters:

@@ -19,6 +19,7 @@ from shared.graph.client import GraphClient
 from shared.graph.integration import IntegrationMonitor
 from shared.graph.throttle import ThrottleGate
 from shared.ingest.pipeline import IngestDeps, IngestPolicy
+from shared.logs import get_logger
 from shared.notify.base import EmailSender
 from shared.notify.digest import render_daily_digest
 from shared.notify.notifier import NotifyDeps, NotifyPolicy, enqueue_notification
@@ -31,6 +32,8 @@ from shared.secrets import SecretProvider
 from shared.settings import Settings, get_settings
 from shared.store.base import LeadStore
 from shared.watch import WatchReport, watch
+
+log = get_logger(__name__)
 
 
 class Services:
@@ -231,11 +234,22 @@ _lock = threading.Lock()
 
 
 def get_services() -> Services:
-    """The process's `Services` (raises `SettingsError` naming a bad setting)."""
+    """The process's `Services` (raises `SettingsError` naming a bad setting); logs "agent ready" once."""
     global _services
     with _lock:
         if _services is None:
-            _services = Services(get_settings())
+            settings = get_settings()
+            _services = Services(settings)
+            log.info(
+                "agent ready",
+                extra={
+                    "stage": "startup",
+                    "pages": len(settings.facebook_page_ids),
+                    "store_backend": settings.store_backend,
+                    "email_sender": settings.email_sender,
+                    "graph_version": settings.facebook_graph_version,
+                },
+            )
         return _services
 
 

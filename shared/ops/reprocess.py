@@ -30,11 +30,11 @@ class ReprocessResult:
 def reprocess(identifier: str, store: LeadStore, sender: QueueSender) -> ReprocessResult:
     """Re-queue what `identifier` names: 202 with what was queued, 404 unknown, 409 not replayable."""
     identifier = identifier.strip()
-    if identifier.isdigit() and len(identifier) <= MAX_EVENT_ID_DIGITS:
+    if identifier.isascii() and identifier.isdigit() and len(identifier) <= MAX_EVENT_ID_DIGITS:
         event = store.get_failed_event(int(identifier))
         if event is not None:
             return _requeue_failed_event(event, store, sender)
-    if not identifier or not identifier.replace("_", "").isalnum():
+    if not identifier or not identifier.isascii() or not identifier.replace("_", "").isalnum():
         return ReprocessResult(404, {"error": "unknown id"})
     routing = store.lead_routing(identifier)
     failed = store.latest_failed_event_for_lead(identifier)

@@ -109,12 +109,17 @@ def poll_once(deps: PollerDeps, trigger: str = "timer") -> RunReport:
         until = int(now - deps.config.grace_seconds)
         full = _full_reconcile_due(deps, now)
         window_floor = int(now - deps.config.window_hours * 3600)
+        loaded = 0
         for page_id, form_id in _forms(deps, report):
             deps.store.try_acquire_lease(LEASE, owner, deps.config.lease_seconds)  # renew
             checkpoint = (deps.store.get_state(_checkpoint_key(form_id)) or {}).get("until")
+            loaded += checkpoint is not None
             since = window_floor if checkpoint is None or full else int(checkpoint) - deps.config.overlap_seconds
             _reconcile_form(deps, report, page_id, form_id, since, until)
             deps.store.put_state(_checkpoint_key(form_id), {"until": until})
+        log.info(
+            "poller: checkpoints loaded", extra={"stage": "poll", "checkpoints": loaded, "count": report.forms_checked}
+        )
         report.window_start, report.window_end = _iso(window_floor if full else until), _iso(until)
         if full:
             deps.store.put_state("last_full_reconcile", {"at": now})
