@@ -19,5 +19,10 @@ def ingest_lead(msg: func.QueueMessage, context: func.Context) -> None:
     """Each message ends stored, duplicate, re-queued with a delay, or dead-lettered with its reason."""
     with log_context(invocation_id=context.invocation_id, queue_message_id=msg.id, dequeue_count=msg.dequeue_count):
         result = ingest_lead_message(msg.get_body(), get_services().ingest_deps())
-        extra = {"stage": "ingest", "outcome": result.outcome, "facebook_lead_id": result.facebook_lead_id}
+        extra = {
+            "stage": "ingest",
+            "outcome": result.outcome,
+            "facebook_lead_id": result.facebook_lead_id,
+            "source": result.source,
+        }
         log.info("ingest: %s", result.outcome, extra={**extra, "attempt": result.attempt})

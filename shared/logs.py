@@ -50,6 +50,8 @@ DIMENSIONS = frozenset(
         "store_backend",
         "email_sender",
         "graph_version",
+        "source",
+        "latency_ms",
     }
 )
 _context: ContextVar[dict[str, Any]] = ContextVar("log_context", default={})  # noqa: B039 - never mutated

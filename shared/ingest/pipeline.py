@@ -69,6 +69,7 @@ class IngestResult:
     attempt: int = 0
     reason: str | None = None
     delay_seconds: float | None = None
+    source: str | None = None
 
 
 def ingest_lead_message(body: bytes, deps: IngestDeps) -> IngestResult:
@@ -96,7 +97,7 @@ def _ingest(message: LeadMessage, deps: IngestDeps) -> IngestResult:
     detail = {"attempt": message.attempt}
     if deps.store.has_lead(lead_id):
         deps.store.record_duplicate(lead_id, message.source, detail)
-        return IngestResult("duplicate", lead_id, message.attempt)
+        return IngestResult("duplicate", lead_id, message.attempt, source=message.source)
     if message.lead is not None:
         raw = message.lead
     else:
@@ -116,13 +117,13 @@ def _ingest(message: LeadMessage, deps: IngestDeps) -> IngestResult:
     notify = deps.announce is not None
     outcome = deps.store.store_lead(normalise_lead(lead, message), message.event, raw, detail, notify=notify)
     if isinstance(outcome, AlreadyStored):
-        return IngestResult("duplicate", lead_id, message.attempt)
+        return IngestResult("duplicate", lead_id, message.attempt, source=message.source)
     if deps.announce is not None:
         try:
             deps.announce(lead_id)
         except TransientError:  # the outbox row is committed: the outbox flush queues it shortly
             log.warning("ingest: notification left to the outbox flush", extra={"facebook_lead_id": lead_id})
-    return IngestResult("stored", lead_id, message.attempt)
+    return IngestResult("stored", lead_id, message.attempt, source=message.source)
 
 
 def _retry_later(message: LeadMessage, exc: TransientError, deps: IngestDeps) -> IngestResult:

@@ -142,7 +142,8 @@ def handle_notification(body: bytes, deps: NotifyDeps) -> NotifyResult:
                 )
             return _requeue(message, deps, IN_PROGRESS_RECHECK_SECONDS, "in_progress")
     try:
-        email, keys, claim_id, slot = _prepare(message, deps, channel)
+        stored: list[datetime] = []
+        email, keys, claim_id, _slot = _prepare(message, deps, channel, stored)
     except _Skip as skip:
         return NotifyResult(skip.outcome, message.key, delay_seconds=skip.delay, reason=skip.reason)
     try:
@@ -155,10 +156,9 @@ def handle_notification(body: bytes, deps: NotifyDeps) -> NotifyResult:
     except PermanentError as exc:
         return _failed(message, deps, channel, claim_id, exc, exhausted=True)
     deps.store.mark_claim_sent(claim_id, message.kind, keys, provider_id)
-    log.info(
-        "notify: sent",
-        extra={"stage": "notify", "outcome": "sent", "kind": message.kind, "leads": len(keys), "slot": slot},
-    )
+    latency = None if not stored else round((datetime.now(UTC) - min(stored)).total_seconds() * 1000)
+    dims = {"stage": "notify", "outcome": "sent", "kind": message.kind, "leads": len(keys), "latency_ms": latency}
+    log.info("notify: sent", extra=dims)
     return NotifyResult("sent", message.key, emails=1, leads=len(keys) if message.kind == "lead" else 0)
 
 
@@ -170,7 +170,9 @@ class _Skip(Exception):
         self.reason = reason
 
 
-def _prepare(message: NotificationMessage, deps: NotifyDeps, channel: str) -> tuple[OutgoingEmail, list[str], str, str]:
+def _prepare(
+    message: NotificationMessage, deps: NotifyDeps, channel: str, stored: list[datetime]
+) -> tuple[OutgoingEmail, list[str], str, str]:
     """Reserve a slot and claim what this email will carry; raise `_Skip` when there is nothing to send now."""
     recipients = _recipients(message, deps)
     if not recipients:
@@ -193,7 +195,7 @@ def _prepare(message: NotificationMessage, deps: NotifyDeps, channel: str) -> tu
     try:
         if message.kind == "lead":
             keys += _claim_group(message.key, recipients, deps, channel, claim_id)
-            rendered = _render_leads(keys, deps)
+            rendered = _render_leads(keys, deps, stored)
         elif message.kind == "alert":
             rendered = _render_alert(message.key, deps)
         else:
@@ -237,14 +239,14 @@ def _claim_group(first: str, recipients: tuple[str, ...], deps: NotifyDeps, chan
     return claimed
 
 
-def _render_leads(keys: list[str], deps: NotifyDeps) -> RenderedEmail:
+def _render_leads(keys: list[str], deps: NotifyDeps, stored: list[datetime]) -> RenderedEmail:
     rows = {row["facebook_lead_id"]: row for row in deps.store.lead_summaries(keys)}
     summaries = []
     for key in keys:
         row = rows.get(key)
         if row is None:
             continue
-        row.pop("stored_at", None)
+        stored.append(row.pop("stored_at"))
         form_id = row.get("form_id")
         summaries.append(LeadSummary(form_name=deps.form_name(form_id) if form_id else None, **row))
     if not summaries:
