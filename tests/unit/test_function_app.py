@@ -35,6 +35,15 @@ def test_health_is_anonymous(functions):
     assert trigger(functions, "health").auth_level == func.AuthLevel.ANONYMOUS
 
 
+def test_only_the_webhook_health_and_openapi_are_anonymous_everything_else_needs_a_key(functions):
+    anonymous = {"webhook/facebook/leads", "health", "openapi.yaml"}
+    for function in functions.values():
+        if function.is_http_function():
+            trigger = function.get_trigger()
+            expected = func.AuthLevel.ANONYMOUS if trigger.route in anonymous else func.AuthLevel.FUNCTION
+            assert trigger.auth_level == expected, trigger.route
+
+
 def test_ops_routes_need_a_function_key_and_avoid_the_reserved_admin_prefix(functions):
     ops = [f for f in functions.values() if f.is_http_function() and f.get_trigger().route.startswith("ops/")]
     assert ops, "no ops routes registered"
