@@ -11,7 +11,7 @@ import threading
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from shared.queues.connection import expand_connection_string
+from shared.queues.connection import StorageTarget, storage_target
 from shared.queues.names import COUNTERS_TABLE
 
 if TYPE_CHECKING:
@@ -23,8 +23,8 @@ _UNSAFE = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
 class TableCounters:
     """Named per-day counters; `increment` is safe across processes."""
 
-    def __init__(self, connection_string: str, table: str = COUNTERS_TABLE, timeout_seconds: float = 5.0) -> None:
-        self._connection_string = expand_connection_string(connection_string)
+    def __init__(self, storage: str | StorageTarget, table: str = COUNTERS_TABLE, timeout_seconds: float = 5.0) -> None:
+        self._storage = storage_target(storage)
         self._table = table
         self._timeout = timeout_seconds
         self._client: TableClient | None = None
@@ -33,10 +33,7 @@ class TableCounters:
     def _table_client(self) -> TableClient:
         with self._lock:
             if self._client is None:
-                from azure.data.tables import TableServiceClient
-
-                service = TableServiceClient.from_connection_string(
-                    self._connection_string,
+                service = self._storage.table_service(
                     connection_timeout=self._timeout,
                     read_timeout=self._timeout,
                     retry_total=2,

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from shared.errors import TransientError
-from shared.queues.connection import expand_connection_string
+from shared.queues.connection import StorageTarget, storage_target
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient
@@ -113,7 +113,7 @@ class RateLimiter:
 
     def __init__(
         self,
-        connection_string: str,
+        connection_string: str | StorageTarget,
         limit: int = 100,
         window_seconds: int = 60,
         table: str = RATE_LIMIT_TABLE,
@@ -122,7 +122,7 @@ class RateLimiter:
     ) -> None:
         if limit < 1 or window_seconds < 1:
             raise ValueError("limit and window_seconds must be at least 1")
-        self._connection_string = expand_connection_string(connection_string)
+        self._storage = storage_target(connection_string)
         self.limit = limit
         self.window_seconds = window_seconds
         self._table = table
@@ -187,11 +187,8 @@ class RateLimiter:
         """The cached table client; the table is created on first use (a failure is retried next call)."""
         with self._lock:
             if self._client is None:
-                from azure.data.tables import TableServiceClient
-
                 try:
-                    service = TableServiceClient.from_connection_string(
-                        self._connection_string,
+                    service = self._storage.table_service(
                         connection_timeout=self._timeout,
                         read_timeout=self._timeout,
                         # azure-core's default (10 retries, 0.8 s exponential backoff) would hold a

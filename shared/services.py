@@ -25,6 +25,7 @@ from shared.notify.digest import render_daily_digest
 from shared.notify.notifier import NotifyDeps, NotifyPolicy, enqueue_notification
 from shared.notify.recipients import Recipients
 from shared.poller.reconcile import PollerConfig, PollerDeps
+from shared.queues.connection import StorageTarget
 from shared.queues.sender import QueueSender
 from shared.queues.sweep import SweepReport, sweep_poison_queues
 from shared.ratelimit import RateLimiter
@@ -44,23 +45,30 @@ class Services:
         self._store: LeadStore | None = None
         self._store_lock = threading.Lock()
 
+    @property
+    def storage(self) -> StorageTarget:
+        """The storage account of the queues and tables (validated by the settings)."""
+        target = self.settings.storage
+        assert target is not None  # guaranteed by Settings._storage_configured
+        return target
+
     @cached_property
     def sender(self) -> QueueSender:
-        return QueueSender(self.settings.azure_webjobs_storage, self.settings.queue_timeout_seconds)
+        return QueueSender(self.storage, self.settings.queue_timeout_seconds)
 
     @cached_property
     def rate_limiter(self) -> RateLimiter:
         """100 requests per minute per client IP, counted in Table Storage (shared by every instance)."""
         settings = self.settings
         return RateLimiter(
-            settings.azure_webjobs_storage,
+            self.storage,
             limit=settings.rate_limit_per_minute,
             timeout_seconds=settings.queue_timeout_seconds,
         )
 
     @cached_property
     def counters(self) -> TableCounters:
-        return TableCounters(self.settings.azure_webjobs_storage, timeout_seconds=self.settings.queue_timeout_seconds)
+        return TableCounters(self.storage, timeout_seconds=self.settings.queue_timeout_seconds)
 
     @cached_property
     def secrets(self) -> SecretProvider:
@@ -202,7 +210,7 @@ class Services:
         """Move poison-queue messages into failed_events and purge expired rows."""
         settings = self.settings
         return sweep_poison_queues(
-            settings.azure_webjobs_storage,
+            self.storage,
             self.store,
             retention_days=settings.failed_events_retention_days,
             timeout_seconds=settings.queue_timeout_seconds,

@@ -15,6 +15,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from shared.queues.connection import StorageTarget, storage_from_settings
+
 LOCAL_SETTINGS_FILE = "local.settings.json"
 
 
@@ -39,14 +41,22 @@ class Settings(BaseModel):
     graph_timeout_seconds: float = Field(10.0, alias="GRAPH_TIMEOUT_SECONDS", gt=0, le=120)
 
     # Azure Storage (queues, rate-limit and counter tables)
-    azure_webjobs_storage: str = Field(alias="AzureWebJobsStorage", min_length=1)
+    azure_webjobs_storage: str = Field("", alias="AzureWebJobsStorage")
+    storage_account_name: str = Field("", alias="AzureWebJobsStorage__accountName")
+    storage_queue_uri: str = Field("", alias="AzureWebJobsStorage__queueServiceUri")
+    storage_table_uri: str = Field("", alias="AzureWebJobsStorage__tableServiceUri")
+    storage_client_id: str = Field("", alias="AzureWebJobsStorage__clientId")
     queue_timeout_seconds: float = Field(5.0, alias="QUEUE_TIMEOUT_SECONDS", gt=0, le=60)
     key_vault_url: str = Field("", alias="KEY_VAULT_URL")
 
     # Store
-    store_backend: Literal["sqlite"] = Field("sqlite", alias="STORE_BACKEND")
+    store_backend: Literal["sqlite", "mssql"] = Field("sqlite", alias="STORE_BACKEND")
     sqlite_path: str = Field(".devdata/leads.db", alias="SQLITE_PATH")
     sql_connection_string: str = Field("", alias="SQL_CONNECTION_STRING")
+    sql_server: str = Field("", alias="SQL_SERVER")
+    sql_database: str = Field("", alias="SQL_DATABASE")
+    sql_pool_size: int = Field(5, alias="SQL_POOL_SIZE", ge=1, le=100)
+    azure_client_id: str = Field("", alias="AZURE_CLIENT_ID")
     store_timeout_seconds: float = Field(15.0, alias="STORE_TIMEOUT_SECONDS", gt=0, le=120)
 
     # Webhook and ingestion
@@ -144,6 +154,37 @@ class Settings(BaseModel):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _storage_configured(self) -> Settings:
+        """The host's storage: a connection string, or identity-based account settings."""
+        if self.storage is None:
+            raise ValueError("AzureWebJobsStorage (or AzureWebJobsStorage__accountName) is required")
+        return self
+
+    @property
+    def storage(self) -> StorageTarget | None:
+        """Where the queues and tables are, as the Functions host reads `AzureWebJobsStorage`."""
+        return storage_from_settings(
+            {
+                "AzureWebJobsStorage": self.azure_webjobs_storage,
+                "AzureWebJobsStorage__accountName": self.storage_account_name,
+                "AzureWebJobsStorage__queueServiceUri": self.storage_queue_uri,
+                "AzureWebJobsStorage__tableServiceUri": self.storage_table_uri,
+                "AzureWebJobsStorage__clientId": self.storage_client_id,
+            }
+        )
+
+    @model_validator(mode="after")
+    def _sql_configured(self) -> Settings:
+        """Azure SQL needs a connection string, or a server and database for the managed identity."""
+        if (
+            self.store_backend == "mssql"
+            and not self.sql_connection_string
+            and not (self.sql_server and self.sql_database)
+        ):
+            raise ValueError("STORE_BACKEND=mssql needs SQL_CONNECTION_STRING, or SQL_SERVER and SQL_DATABASE")
+        return self
 
     @model_validator(mode="after")
     def _email_configured(self) -> Settings:

@@ -1,6 +1,19 @@
-"""Storage connection strings: `UseDevelopmentStorage=true` expands to the public Azurite account."""
+"""Where Azure Storage is: a connection string, or identity-based URIs as the Functions host reads them.
+
+The host's own `AzureWebJobsStorage` connection may be a connection string (Azurite locally:
+`UseDevelopmentStorage=true`) or identity-based settings (`AzureWebJobsStorage__accountName` or
+`__queueServiceUri`/`__tableServiceUri`, `__credential=managedidentity`, `__clientId`). The app's
+own queue and table clients follow the same settings, so one storage account serves both.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from azure.data.tables import TableServiceClient
+    from azure.storage.queue import QueueClient
 
 # The Azurite development account's key is public and fixed (it is no secret).
 AZURITE_ACCOUNT = "devstoreaccount1"
@@ -25,3 +38,62 @@ def expand_connection_string(value: str) -> str:
     if value.strip().rstrip(";").lower() == "usedevelopmentstorage=true":
         return azurite_connection_string()
     return value
+
+
+@dataclass(frozen=True)
+class StorageTarget:
+    """A storage account reached by connection string or by Entra identity (managed identity in Azure)."""
+
+    connection_string: str = ""
+    queue_url: str = ""
+    table_url: str = ""
+    client_id: str = ""
+
+    def _credential(self) -> Any:
+        from azure.identity import DefaultAzureCredential
+
+        return DefaultAzureCredential(managed_identity_client_id=self.client_id or None)
+
+    def queue_client(self, queue: str, **options: Any) -> QueueClient:
+        """A client of one queue; `options` go to the SDK (encoding policies, timeouts, retry)."""
+        from azure.storage.queue import QueueClient
+
+        if self.connection_string:
+            return QueueClient.from_connection_string(
+                expand_connection_string(self.connection_string), queue, **options
+            )
+        return QueueClient(self.queue_url, queue, credential=self._credential(), **options)
+
+    def table_service(self, **options: Any) -> TableServiceClient:
+        """The account's table service client."""
+        from azure.data.tables import TableServiceClient
+
+        if self.connection_string:
+            return TableServiceClient.from_connection_string(
+                expand_connection_string(self.connection_string), **options
+            )
+        return TableServiceClient(self.table_url, credential=self._credential(), **options)
+
+
+def storage_target(value: str | StorageTarget) -> StorageTarget:
+    """A target from a connection string (tests, local) or a ready target (settings in Azure)."""
+    return value if isinstance(value, StorageTarget) else StorageTarget(connection_string=value)
+
+
+def storage_from_settings(values: dict[str, str]) -> StorageTarget | None:
+    """The target the `AzureWebJobsStorage` settings describe, or None when none is set."""
+    connection = values.get("AzureWebJobsStorage", "")
+    if connection:
+        return StorageTarget(connection_string=connection)
+    account = values.get("AzureWebJobsStorage__accountName", "")
+    queue_url = values.get("AzureWebJobsStorage__queueServiceUri", "") or (
+        f"https://{account}.queue.core.windows.net" if account else ""
+    )
+    table_url = values.get("AzureWebJobsStorage__tableServiceUri", "") or (
+        f"https://{account}.table.core.windows.net" if account else ""
+    )
+    if not queue_url or not table_url:
+        return None
+    return StorageTarget(
+        queue_url=queue_url, table_url=table_url, client_id=values.get("AzureWebJobsStorage__clientId", "")
+    )

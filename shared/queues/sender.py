@@ -13,7 +13,7 @@ from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from shared.errors import QueueUnavailable
-from shared.queues.connection import expand_connection_string
+from shared.queues.connection import StorageTarget, storage_target
 
 if TYPE_CHECKING:
     from azure.storage.queue import QueueClient
@@ -25,8 +25,8 @@ _POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="enqueue")
 class QueueSender:
     """Sends text messages to named queues; creates a queue on first use when it is missing."""
 
-    def __init__(self, connection_string: str, timeout_seconds: float = 5.0) -> None:
-        self._connection_string = expand_connection_string(connection_string)
+    def __init__(self, storage: str | StorageTarget, timeout_seconds: float = 5.0) -> None:
+        self._storage = storage_target(storage)
         self._timeout = timeout_seconds
         self._clients: dict[str, QueueClient] = {}
         self._lock = threading.Lock()
@@ -39,13 +39,11 @@ class QueueSender:
                 return existing
             from azure.storage.queue import (
                 LinearRetry,
-                QueueClient,
                 TextBase64DecodePolicy,
                 TextBase64EncodePolicy,
             )
 
-            created = QueueClient.from_connection_string(
-                self._connection_string,
+            created = self._storage.queue_client(
                 queue,
                 message_encode_policy=TextBase64EncodePolicy(),
                 message_decode_policy=TextBase64DecodePolicy(),

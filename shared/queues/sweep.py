@@ -18,7 +18,7 @@ from typing import Any
 
 from shared.errors import QueueUnavailable, TransientError
 from shared.logs import get_logger
-from shared.queues.connection import expand_connection_string
+from shared.queues.connection import StorageTarget, storage_target
 from shared.queues.names import LEADS_QUEUE, NOTIFICATIONS_QUEUE, poison_queue
 from shared.store.base import FailedEvent, LeadStore
 
@@ -83,7 +83,7 @@ def failed_event_from_poison(queue: str, message_id: str, text: str, dequeue_cou
 
 
 def sweep_poison_queues(
-    connection_string: str,
+    storage: str | StorageTarget,
     store: LeadStore,
     queues: Sequence[str] = (LEADS_QUEUE, NOTIFICATIONS_QUEUE),
     retention_days: int = 30,
@@ -92,13 +92,12 @@ def sweep_poison_queues(
 ) -> SweepReport:
     """Move up to `max_messages` poison messages into `failed_events`, then purge expired rows."""
     from azure.core.exceptions import AzureError, ResourceNotFoundError
-    from azure.storage.queue import QueueClient
 
     report = SweepReport()
-    connection = expand_connection_string(connection_string)
+    target = storage_target(storage)
     for queue in queues:
-        client = QueueClient.from_connection_string(
-            connection, poison_queue(queue), connection_timeout=timeout_seconds, read_timeout=timeout_seconds
+        client = target.queue_client(
+            poison_queue(queue), connection_timeout=timeout_seconds, read_timeout=timeout_seconds
         )
         try:
             while report.moved + report.already_recorded < max_messages:
