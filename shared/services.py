@@ -32,6 +32,7 @@ from shared.ratelimit import RateLimiter
 from shared.secrets import SecretProvider
 from shared.settings import Settings, get_settings
 from shared.store.base import LeadStore
+from shared.store.base_types import StoreBackend
 from shared.watch import WatchReport, watch
 
 log = get_logger(__name__)
@@ -103,11 +104,26 @@ class Services:
         """
         with self._store_lock:
             if self._store is None:
-                from shared.store.sqlite import SqliteBackend
-
-                backend = SqliteBackend(self.settings.sqlite_path, self.settings.store_timeout_seconds)
-                self._store = LeadStore(backend, migrate_on_first_use=True)
+                self._store = LeadStore(self._backend(), migrate_on_first_use=True)
             return self._store
+
+    def _backend(self) -> StoreBackend:
+        """SQLite locally; Azure SQL (pyodbc, imported only here) when `STORE_BACKEND=mssql`."""
+        settings = self.settings
+        if settings.store_backend == "mssql":
+            from shared.store.mssql import backend_from_settings
+
+            return backend_from_settings(
+                settings.sql_connection_string,
+                settings.sql_server,
+                settings.sql_database,
+                settings.azure_client_id,
+                settings.sql_pool_size,
+                settings.store_timeout_seconds,
+            )
+        from shared.store.sqlite import SqliteBackend
+
+        return SqliteBackend(settings.sqlite_path, settings.store_timeout_seconds)
 
     def ingest_deps(self) -> IngestDeps:
         settings = self.settings
