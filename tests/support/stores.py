@@ -1,0 +1,56 @@
+"""Stores for the contract suite: SQLite always; SQL Server when TEST_MSSQL_CONNECTION_STRING is set."""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from shared.store.base import LeadStore
+from shared.store.sqlite import SqliteBackend
+
+MSSQL_ENV = "TEST_MSSQL_CONNECTION_STRING"
+
+
+def mssql_available() -> bool:
+    return bool(os.environ.get(MSSQL_ENV))
+
+
+@contextmanager
+def sqlite_store(directory: Path) -> Iterator[LeadStore]:
+    store = LeadStore(SqliteBackend(str(directory / f"contract-{uuid.uuid4().hex[:6]}.db")))
+    store.migrate()
+    yield store
+
+
+@contextmanager
+def mssql_store() -> Iterator[LeadStore]:
+    """A fresh database on the test SQL Server, dropped afterwards."""
+    import pyodbc
+
+    from shared.store.mssql import MssqlBackend
+
+    admin_string = os.environ[MSSQL_ENV]
+    name = f"leadtest_{uuid.uuid4().hex[:10]}"
+    admin = pyodbc.connect(admin_string, autocommit=True, timeout=30)
+    admin.cursor().execute(f"CREATE DATABASE [{name}]")
+    try:
+        database_string = re.sub(r"(?i)(Database|Initial Catalog)=[^;]*;?", "", admin_string).rstrip(";")
+        store = LeadStore(MssqlBackend(f"{database_string};Database={name};", pool_size=4))
+        store.migrate()
+        yield store
+    finally:
+        admin.cursor().execute(f"ALTER DATABASE [{name}] SET SINGLE_USER WITH ROLLBACK IMMEDIATE")
+        admin.cursor().execute(f"DROP DATABASE [{name}]")
+        admin.close()
+
+
+def count_rows(store: LeadStore, table: str, where: str = "1 = 1", params: tuple[Any, ...] = ()) -> int:
+    """Rows of `table` matching `where` (test-owned SQL, parameterised values)."""
+    with store.backend.read() as cur:
+        cur.execute(f"SELECT COUNT(*) FROM {table} WHERE {where}", params)  # noqa: S608 - test-owned table names
+        return int(cur.fetchone()[0])
