@@ -85,8 +85,12 @@ class SecretProvider:
         return self._make_client is not None
 
     def get(self, setting: str) -> str:
-        """The current value of `setting` (one of `VAULT_NAMES`); empty when set nowhere."""
-        fallback = str(getattr(self._settings, _SETTING_FIELDS[setting]))
+        """The current value of `setting` (one of `VAULT_NAMES`); empty when set nowhere.
+
+        An app setting that still reads `@Microsoft.KeyVault(...)` is a Key Vault reference the
+        platform could not resolve: it is treated as empty (and logged), never used as a secret.
+        """
+        fallback = _resolved(setting, str(getattr(self._settings, _SETTING_FIELDS[setting])))
         if self._make_client is None:
             return fallback
         now = self._clock()
@@ -117,7 +121,7 @@ class SecretProvider:
                 client = self._client
             secret = client.get_secret(VAULT_NAMES[setting])
         except ResourceNotFoundError:
-            return str(getattr(self._settings, _SETTING_FIELDS[setting]))
+            return _resolved(setting, str(getattr(self._settings, _SETTING_FIELDS[setting])))
         except AzureError as exc:
             log.warning(
                 "secrets: Key Vault read failed for %s (%s); keeping the last value", setting, type(exc).__name__
@@ -139,3 +143,10 @@ class SecretProvider:
         """`{app-id}|{app-secret}`, the token `debug_token` is asked with; empty without an app id."""
         app_id = self._settings.facebook_app_id
         return f"{app_id}|{self.get('FACEBOOK_APP_SECRET')}" if app_id else ""
+
+
+def _resolved(setting: str, value: str) -> str:
+    if value.strip().startswith("@Microsoft.KeyVault("):
+        log.error("secrets: %s is an unresolved Key Vault reference; check the identity's access to the vault", setting)
+        return ""
+    return value

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 import uuid
 from collections.abc import Callable
 from contextlib import suppress
@@ -25,7 +26,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ValidationError
 
-from shared.errors import LeadAgentError, PermanentError, TransientError
+from shared.errors import LeadAgentError, PermanentError, StoreUnavailable, TransientError
 from shared.ingest.retry import retry_delay
 from shared.logs import get_logger
 from shared.models.messages import DeadLetterInfo
@@ -37,12 +38,14 @@ from shared.queues.dead_letters import dead_letter_message, dead_letter_raw_body
 from shared.queues.names import NOTIFICATIONS_QUEUE, poison_queue
 from shared.queues.sender import QueueSender
 from shared.store.base import FailedEvent, LeadStore
+from shared.store.notifications import STALE_CLAIM
 
 log = get_logger(__name__)
 
 Kind = Literal["lead", "alert", "digest"]
 Outcome = Literal["sent", "duplicate", "waiting", "retrying", "throttled", "in_progress", "dead_lettered", "skipped"]
 IN_PROGRESS_RECHECK_SECONDS = 30.0
+STORE_RECHECK_SECONDS = 15.0
 STUCK_AFTER = timedelta(minutes=15)
 
 
@@ -102,7 +105,7 @@ class NotifyResult:
 def enqueue_notification(queues: QueueSender, store: LeadStore, kind: Kind, key: str, delay: float = 0) -> None:
     """Queue a notification and mark its outbox row `queued` (the outbox flush covers a crash between)."""
     queues.send(NOTIFICATIONS_QUEUE, NotificationMessage(kind=kind, key=key).to_text(), delay_seconds=delay)
-    store.mark_outbox(kind, key, "queued")
+    store.mark_outbox_queued(kind, key)
 
 
 def flush_outbox(queues: QueueSender, store: LeadStore, now: datetime, grace: timedelta = timedelta(minutes=1)) -> int:
@@ -123,12 +126,21 @@ def handle_notification(body: bytes, deps: NotifyDeps) -> NotifyResult:
         )
         send_dead_letter(deps.queues, NOTIFICATIONS_QUEUE, dead_letter_raw_body(info, body))
         return NotifyResult("dead_lettered", None, reason=info.reason)
+    try:
+        return _handle(message, deps)
+    except StoreUnavailable as exc:  # the database is away: wait without using an attempt
+        return _requeue(message, deps, STORE_RECHECK_SECONDS, "waiting", reason=f"StoreUnavailable: {exc}"[:300])
+
+
+def _handle(message: NotificationMessage, deps: NotifyDeps) -> NotifyResult:
     channel = deps.sender.name
     state = deps.store.notification_state(message.key, message.kind, channel)
     if state is not None:
         status, claim_id, claimed_at = state
         if status == "sent":
             return NotifyResult("duplicate", message.key)
+        if status == "claimed" and deps.clock() - claimed_at <= STALE_CLAIM:
+            return _requeue(message, deps, IN_PROGRESS_RECHECK_SECONDS, "in_progress")
         if status == "sending":
             if deps.clock() - claimed_at > STUCK_AFTER:
                 deps.store.mark_notification_failed(
@@ -147,6 +159,11 @@ def handle_notification(body: bytes, deps: NotifyDeps) -> NotifyResult:
     except _Skip as skip:
         return NotifyResult(skip.outcome, message.key, delay_seconds=skip.delay, reason=skip.reason)
     try:
+        deps.store.begin_send(claim_id)
+    except StoreUnavailable:
+        _release_quietly(deps, claim_id)
+        raise
+    try:
         provider_id = deps.sender.send(email)
     except SenderThrottled as exc:
         deps.store.release_claim(claim_id)
@@ -155,11 +172,29 @@ def handle_notification(body: bytes, deps: NotifyDeps) -> NotifyResult:
         return _failed(message, deps, channel, claim_id, exc, exhausted=message.attempt + 1 >= deps.policy.max_attempts)
     except PermanentError as exc:
         return _failed(message, deps, channel, claim_id, exc, exhausted=True)
-    deps.store.mark_claim_sent(claim_id, message.kind, keys, provider_id)
+    _record_sent(deps, claim_id, message.kind, keys, provider_id)
     latency = None if not stored else round((datetime.now(UTC) - min(stored)).total_seconds() * 1000)
     dims = {"stage": "notify", "outcome": "sent", "kind": message.kind, "leads": len(keys), "latency_ms": latency}
     log.info("notify: sent", extra=dims)
     return NotifyResult("sent", message.key, emails=1, leads=len(keys) if message.kind == "lead" else 0)
+
+
+def _record_sent(deps: NotifyDeps, claim_id: str, kind: str, keys: list[str], provider_id: str) -> None:
+    """The email is out: record it, retrying a briefly unavailable database rather than lose the fact."""
+    for attempt in range(6):
+        try:
+            deps.store.mark_claim_sent(claim_id, kind, keys, provider_id)
+            return
+        except StoreUnavailable:
+            if attempt == 5:
+                raise
+            time.sleep(min(8.0, 0.5 * 2**attempt))
+
+
+def _release_quietly(deps: NotifyDeps, claim_id: str) -> None:
+    """Give a claim back if the database lets us; a stale `claimed` row is reclaimable anyway."""
+    with suppress(StoreUnavailable):
+        deps.store.release_claim(claim_id)
 
 
 class _Skip(Exception):
@@ -203,8 +238,9 @@ def _prepare(
                 raise _Skip("skipped", reason="digest not configured")
             rendered = deps.build_digest(message.key)
     except BaseException:
-        deps.store.release_claim(claim_id)
-        deps.store.release_email_slot(slot)
+        _release_quietly(deps, claim_id)
+        with suppress(StoreUnavailable):
+            deps.store.release_email_slot(slot)
         raise
     if message.kind == "digest":
         email = OutgoingEmail(rendered.subject, rendered.text, rendered.html, bcc=recipients)

@@ -58,6 +58,8 @@ class Statements:
     list_incidents: str
     insert_outbox: str
     mark_outbox: str
+    mark_outbox_queued: str
+    begin_send: str
     outbox_due: str
     outbox_payload: str
     reserve_email_slot: str

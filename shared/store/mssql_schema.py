@@ -65,6 +65,11 @@ STATEMENTS: Statements = dataclasses.replace(
         " WHERE (SELECT COUNT(*) FROM email_slots WITH (UPDLOCK, HOLDLOCK) WHERE reserved_at > ?) < ?"
         " AND (SELECT COUNT(*) FROM email_slots WITH (UPDLOCK, HOLDLOCK) WHERE reserved_at > ?) < ?"
     ),
+    reclaim_failed_notification=(
+        "UPDATE notification_log SET status = 'claimed', claim_id = ?, claimed_at = ?, error = NULL"
+        " WHERE notification_key = ? AND kind = ? AND channel = ?"
+        " AND (status = 'failed' OR (status = 'claimed' AND claimed_at < ?))"
+    ),
     leads_by_hour_between=(
         "SELECT CONVERT(CHAR(13), created_time, 126), COUNT(*) FROM leads WHERE created_time >= ? AND created_time < ?"
         " GROUP BY CONVERT(CHAR(13), created_time, 126)"

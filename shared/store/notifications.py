@@ -18,6 +18,7 @@ from typing import Any
 
 from shared.store.base_types import Cursor, Statements, StoreBackend
 
+STALE_CLAIM = timedelta(minutes=2)
 SUMMARY_COLUMNS = (
     "facebook_lead_id",
     "created_time",
@@ -80,9 +81,14 @@ class NotificationStore:
         return True
 
     def mark_outbox(self, kind: str, key: str, status: str) -> None:
-        """Set an outbox row's status (`queued` once its message is on the queue, `sent`, `failed`)."""
+        """Set an outbox row's status (`sent`, `failed`, `skipped`)."""
         with self._write() as cur:
             cur.execute(self._statements.mark_outbox, (status, self._now(), kind, key))
+
+    def mark_outbox_queued(self, kind: str, key: str) -> None:
+        """Note that the row's queue message went out (never overwrites `sent` or `failed`)."""
+        with self._write() as cur:
+            cur.execute(self._statements.mark_outbox_queued, (self._now(), kind, key))
 
     def outbox_due(
         self, pending_older_than: datetime, queued_older_than: datetime, limit: int = 500
@@ -132,24 +138,35 @@ class NotificationStore:
     # --- the exactly-once claim -----------------------------------------------------------------
 
     def notification_state(self, key: str, kind: str, channel: str) -> tuple[str, str, datetime] | None:
-        """(`sending`|`sent`|`failed`, claim id, claimed at), or None when nobody has claimed it."""
+        """(`claimed`|`sending`|`sent`|`failed`, claim id, claimed at), or None when nobody has claimed it."""
         with self._read() as cur:
             cur.execute(self._statements.notification_status, (key, kind, channel))
             row = cur.fetchone()
         return None if row is None else (str(row[0]), str(row[1]), self.backend.from_db_time(row[2]))
 
     def claim_notification(self, key: str, kind: str, channel: str, claim_id: str) -> bool:
-        """Claim the right to send (key, kind, channel); a `failed` one may be claimed again."""
-        now = self._now()
+        """Claim the right to send (key, kind, channel).
+
+        A `failed` notification may be claimed again, and so may a `claimed` one older than
+        `STALE_CLAIM` (its holder stopped before it started sending, so nothing went out).
+        A `sending` one never is: it may have been sent.
+        """
+        now = datetime.now(UTC)
+        stamp, stale = self.backend.to_db_time(now), self.backend.to_db_time(now - STALE_CLAIM)
         with self._write() as cur:
             try:
-                cur.execute(self._statements.insert_notification_claim, (key, kind, channel, claim_id, now))
+                cur.execute(self._statements.insert_notification_claim, (key, kind, channel, claim_id, stamp))
                 return True
             except Exception as exc:
                 if not self.backend.is_duplicate_key(exc):
                     raise
-            cur.execute(self._statements.reclaim_failed_notification, (claim_id, now, key, kind, channel))
+            cur.execute(self._statements.reclaim_failed_notification, (claim_id, stamp, key, kind, channel, stale))
             return int(getattr(cur, "rowcount", 0) or 0) > 0
+
+    def begin_send(self, claim_id: str) -> None:
+        """Mark a claim `sending` right before the provider is called (from here a resend could repeat)."""
+        with self._write() as cur:
+            cur.execute(self._statements.begin_send, (claim_id,))
 
     def release_claim(self, claim_id: str) -> None:
         """Undo a claim whose email did not go out, so the next attempt can claim again."""

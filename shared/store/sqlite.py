@@ -87,6 +87,10 @@ STATEMENTS = Statements(
     list_incidents="SELECT kind, is_open, opened_at, resolved_at, detail FROM incidents ORDER BY kind",
     insert_outbox="INSERT INTO notification_outbox (kind, notification_key, payload, created_at) VALUES (?, ?, ?, ?)",
     mark_outbox="UPDATE notification_outbox SET status = ?, queued_at = ? WHERE kind = ? AND notification_key = ?",
+    mark_outbox_queued=(
+        "UPDATE notification_outbox SET status = 'queued', queued_at = ?"
+        " WHERE kind = ? AND notification_key = ? AND status IN ('pending', 'queued')"
+    ),
     outbox_due=(
         "SELECT kind, notification_key FROM notification_outbox"
         " WHERE (status = 'pending' AND created_at < ?) OR (status = 'queued' AND queued_at < ?)"
@@ -106,13 +110,15 @@ STATEMENTS = Statements(
     ),
     insert_notification_claim=(
         "INSERT INTO notification_log (notification_key, kind, channel, status, claim_id, claimed_at)"
-        " VALUES (?, ?, ?, 'sending', ?, ?)"
+        " VALUES (?, ?, ?, 'claimed', ?, ?)"
     ),
     reclaim_failed_notification=(
-        "UPDATE notification_log SET status = 'sending', claim_id = ?, claimed_at = ?, error = NULL"
-        " WHERE notification_key = ? AND kind = ? AND channel = ? AND status = 'failed'"
+        "UPDATE notification_log SET status = 'claimed', claim_id = ?, claimed_at = ?, error = NULL"
+        " WHERE notification_key = ? AND kind = ? AND channel = ?"
+        " AND (status = 'failed' OR (status = 'claimed' AND claimed_at < ?))"
     ),
-    release_notification_claim="DELETE FROM notification_log WHERE claim_id = ? AND status = 'sending'",
+    begin_send="UPDATE notification_log SET status = 'sending' WHERE claim_id = ? AND status = 'claimed'",
+    release_notification_claim="DELETE FROM notification_log WHERE claim_id = ? AND status IN ('claimed', 'sending')",
     mark_claim_sent=(
         "UPDATE notification_log SET status = 'sent', sent_at = ?, provider_id = ?, group_size = ?"
         " WHERE claim_id = ? AND status = 'sending'"

@@ -233,6 +233,7 @@ def test_stuck_send_is_dead_lettered_as_unknown_not_sent_twice(store, storage, s
     deps = notify_deps(store, storage, smtp.port, clock)
     store_lead(store, "900601")
     assert store.claim_notification("900601", "lead", "smtp", "crashed-claim")
+    store.begin_send("crashed-claim")  # the process died while the provider had the email
     announce(store, deps, "900601")
     clock.advance(16 * 60)
     outcomes = drain_notifications(deps, storage, clock)
@@ -283,3 +284,21 @@ def test_no_notification_is_left_on_the_poison_queue_after_a_normal_run(store, s
     announce(store, deps, "900801")
     drain_notifications(deps, storage, clock)
     assert message_count(storage, poison_queue(NOTIFICATIONS_QUEUE)) == 0
+
+
+def test_claim_abandoned_before_sending_is_taken_over_and_sent_once(store, storage, smtp, clock):
+    import sqlite3
+    from datetime import UTC, datetime, timedelta
+
+    deps = notify_deps(store, storage, smtp.port, clock)
+    store_lead(store, "900602")
+    assert store.claim_notification("900602", "lead", "smtp", "stopped-before-send")  # never reached `sending`
+    announce(store, deps, "900602")
+    [body] = _bodies(storage)
+    assert handle_notification(body, deps).outcome == "in_progress"  # a fresh claim may still be working
+    three_minutes_ago = (datetime.now(UTC) - timedelta(minutes=3)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    with sqlite3.connect(store.backend.path) as conn:  # type: ignore[attr-defined]
+        conn.execute("UPDATE notification_log SET claimed_at = ?", (three_minutes_ago,))
+    clock.now = datetime.now(UTC)
+    assert drain_notifications(deps, storage, clock) == ["sent"]
+    assert len(smtp.messages()) == 1

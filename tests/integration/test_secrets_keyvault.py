@@ -243,3 +243,14 @@ class TestWithoutKeyVault:
 
         assert not provider.uses_key_vault
         assert built == []
+
+
+def test_an_unresolved_key_vault_reference_is_never_used_as_a_secret(caplog):
+    from devhost.defaults import LOCAL_DEFAULTS
+    from shared.secrets import SecretProvider
+    from shared.settings import load_settings
+
+    reference = "@Microsoft.KeyVault(SecretUri=https://v.vault.azure.net/secrets/facebook-app-secret/)"
+    settings = load_settings({**LOCAL_DEFAULTS, "FACEBOOK_APP_SECRET": reference})
+    assert SecretProvider(settings).app_secrets() == ()
+    assert "unresolved Key Vault reference" in caplog.text

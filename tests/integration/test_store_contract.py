@@ -122,6 +122,8 @@ def test_notification_claims_are_exactly_once(store):
     assert not store.claim_notification("501", "lead", "smtp", "c2")
     store.release_claim("c1")
     assert store.claim_notification("501", "lead", "smtp", "c3")
+    store.begin_send("c3")
+    assert not store.claim_notification("501", "lead", "smtp", "c4")  # sending: never claimed again
     store.mark_claim_sent("c3", "lead", ["501"], "provider-1")
     assert store.notification_state("501", "lead", "smtp")[0] == "sent"
     assert store.pending_lead_notifications(10) == []
