@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 AZURITE := node_modules/.bin/azurite
 
-.PHONY: install run test unit lint typecheck check simulate bench clean
+.PHONY: install run test unit lint typecheck check simulate bench soak clean
 
 install: $(STAMP) $(AZURITE)
 
@@ -43,7 +43,16 @@ typecheck: install
 
 ## Benchmarks: each prints its figures and a reference measured in the same run.
 bench: install
+	$(PY) -m bench.webhook_latency
+	$(PY) -m bench.end_to_end
 	$(PY) -m bench.notify_latency
+	$(PY) -m bench.cold_start
+	$(PY) -m bench.store_scale
+	$(PY) -m bench.reconcile
+
+## 10,000 leads through the devhost while faults are injected; fails if any lead is lost or emailed twice.
+soak: install
+	$(PY) -m bench.soak --leads $(or $(N),10000)
 
 clean:
 	rm -rf .devdata .pytest_cache .mypy_cache .ruff_cache
