@@ -13,13 +13,16 @@ import threading
 import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from shared.store.base_types import Cursor, StoreBackend
+from shared.store.coordination import CoordinationStore, PollRun
+from shared.store.failed_events import FailedEvent, FailedEventStore
 from shared.store.notifications import NotificationStore
 from shared.store.stats import OpsStatsStore
+from shared.store.timefmt import iso_utc
 
 
 @dataclass(frozen=True)
@@ -39,74 +42,6 @@ class AlreadyStored:
 StoreOutcome = Stored | AlreadyStored
 
 
-@dataclass(frozen=True)
-class FailedEvent:
-    """A dead letter as `failed_events` keeps it (no PII: ids, reason, the queue payload)."""
-
-    queue: str
-    stage: str
-    error: str
-    attempts: int
-    payload: str
-    facebook_lead_id: str | None = None
-    failed_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    dead_letter_id: str | None = None
-
-
-@dataclass(frozen=True)
-class PollRun:
-    """One poller or reconciliation run, as `poll_runs` keeps it."""
-
-    trigger: str
-    started_at: datetime
-    finished_at: datetime
-    window_start: datetime | None
-    window_end: datetime | None
-    forms_checked: int
-    leads_seen: int
-    missing_found: int
-    enqueued: int
-    graph_calls: int
-    error: str | None = None
-
-    @property
-    def duration_ms(self) -> int:
-        return int((self.finished_at - self.started_at).total_seconds() * 1000)
-
-
-LEAD_COLUMNS = (
-    "facebook_lead_id",
-    "page_id",
-    "form_id",
-    "ad_id",
-    "ad_name",
-    "adset_id",
-    "adset_name",
-    "campaign_id",
-    "campaign_name",
-    "created_time",
-    "is_organic",
-    "platform",
-    "source",
-    "email",
-    "full_name",
-    "phone_number",
-    "fields_json",
-    "disclaimers_json",
-    "stored_at",
-)
-FAILED_EVENT_COLUMNS = (
-    "id",
-    "queue",
-    "stage",
-    "facebook_lead_id",
-    "error",
-    "attempts",
-    "first_failed_at",
-    "last_failed_at",
-    "status",
-    "payload",
-)
 LAST_LEAD_COLUMNS = (
     "facebook_lead_id",
     "page_id",
@@ -121,12 +56,7 @@ LAST_LEAD_COLUMNS = (
 )
 
 
-def iso_utc(value: datetime) -> str:
-    """ISO 8601 in UTC with a `Z`: `2026-11-27T12:00:00Z`."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-class LeadStore(NotificationStore, OpsStatsStore):
+class LeadStore(NotificationStore, OpsStatsStore, FailedEventStore, CoordinationStore):
     """The agent's storage, over any `StoreBackend`."""
 
     def __init__(self, backend: StoreBackend, migrate_on_first_use: bool = False) -> None:
@@ -258,153 +188,6 @@ class LeadStore(NotificationStore, OpsStatsStore):
             self._audit(cur, "duplicate", facebook_lead_id, source, detail, now)
             self._bump(cur, "duplicates")
 
-    def record_failed_event(self, event: FailedEvent) -> bool:
-        """Keep a dead letter in `failed_events` (status `open`) and audit it; once per `dead_letter_id`.
-
-        Returns False when that dead letter was already recorded (nothing written).
-        """
-        at = self.backend.to_db_time(event.failed_at)
-        with self._write() as cur:
-            try:
-                cur.execute(
-                    self._statements.insert_failed_event,
-                    (
-                        event.queue,
-                        event.stage,
-                        event.facebook_lead_id,
-                        event.error,
-                        event.attempts,
-                        event.payload,
-                        at,
-                        at,
-                        event.dead_letter_id,
-                    ),
-                )
-            except Exception as exc:
-                if self.backend.is_duplicate_key(exc):
-                    return False
-                raise
-            self._audit(cur, "dead_lettered", event.facebook_lead_id, None, {"stage": event.stage}, at)
-        return True
-
-    def list_failed_events(self, status: str = "open", limit: int = 100) -> list[dict[str, Any]]:
-        """Dead letters with `status`, newest first, in the ops shape (payload excluded)."""
-        with self._read() as cur:
-            cur.execute(self._statements.list_failed_events, (status, limit))
-            rows = cur.fetchall()
-        return [self._failed_event(row, with_payload=False) for row in rows]
-
-    def get_failed_event(self, event_id: int) -> dict[str, Any] | None:
-        """One dead letter with its payload, or None."""
-        with self._read() as cur:
-            cur.execute(self._statements.get_failed_event, (event_id,))
-            row = cur.fetchone()
-        return None if row is None else self._failed_event(row, with_payload=True)
-
-    def latest_failed_event_for_lead(self, facebook_lead_id: str) -> dict[str, Any] | None:
-        """The newest dead letter of a lead, with its payload, or None."""
-        with self._read() as cur:
-            cur.execute(self._statements.latest_failed_event_for_lead, (facebook_lead_id,))
-            row = cur.fetchone()
-        return None if row is None else self._failed_event(row, with_payload=True)
-
-    def set_failed_event_status(self, event_id: int, status: str, detail: dict[str, Any] | None = None) -> None:
-        """Mark a dead letter (`reprocessed`, `resolved` …) and audit the change."""
-        now = self.backend.to_db_time(datetime.now(UTC))
-        with self._write() as cur:
-            cur.execute(self._statements.set_failed_event_status, (status, now, event_id))
-            self._audit(cur, f"failed_event_{status}", None, None, {"failed_event_id": event_id, **(detail or {})}, now)
-
-    def purge_failed_events(self, older_than: datetime) -> int:
-        """Delete dead letters first failed before `older_than`; return how many."""
-        with self._write() as cur:
-            cur.execute(self._statements.purge_failed_events, (self.backend.to_db_time(older_than),))
-            return max(int(getattr(cur, "rowcount", 0) or 0), 0)
-
-    def _failed_event(self, row: Any, with_payload: bool) -> dict[str, Any]:
-        record = dict(zip(FAILED_EVENT_COLUMNS, row, strict=True))
-        for key in ("first_failed_at", "last_failed_at"):
-            record[key] = iso_utc(self.backend.from_db_time(record[key]))
-        if not with_payload:
-            record.pop("payload")
-        return record
-
-    def open_incident(self, kind: str, detail: dict[str, Any]) -> bool:
-        """Mark incident `kind` open; True only for the one caller that made the transition.
-
-        One conditional write decides (an update of a closed row, else an insert guarded by the
-        primary key), so concurrent instances raise one alert, not one each.
-        """
-        now = self.backend.to_db_time(datetime.now(UTC))
-        text = json.dumps(detail, ensure_ascii=False)
-        with self._write() as cur:
-            cur.execute(self._statements.reopen_incident, (now, text, kind))
-            opened = int(getattr(cur, "rowcount", 0) or 0) > 0
-            if not opened:
-                try:
-                    cur.execute(self._statements.insert_incident, (kind, now, text))
-                    opened = True
-                except Exception as exc:
-                    if not self.backend.is_duplicate_key(exc):
-                        raise
-            if opened:
-                self._audit(cur, "incident_opened", None, None, {"kind": kind, **detail}, now)
-                alert = {"kind": kind, "opened": True, "at": now, "detail": detail}
-                cur.execute(self._statements.insert_outbox, ("alert", f"{kind}:{now}:opened", json.dumps(alert), now))
-        return opened
-
-    def resolve_incident(self, kind: str, detail: dict[str, Any] | None = None) -> bool:
-        """Mark incident `kind` resolved; True only for the one caller that made the transition."""
-        now = self.backend.to_db_time(datetime.now(UTC))
-        with self._write() as cur:
-            cur.execute(self._statements.resolve_incident, (now, kind))
-            resolved = int(getattr(cur, "rowcount", 0) or 0) > 0
-            if resolved:
-                self._audit(cur, "incident_resolved", None, None, {"kind": kind, **(detail or {})}, now)
-                alert = {"kind": kind, "opened": False, "at": now, "detail": detail or {}}
-                cur.execute(self._statements.insert_outbox, ("alert", f"{kind}:{now}:resolved", json.dumps(alert), now))
-        return resolved
-
-    def incidents(self) -> dict[str, dict[str, Any]]:
-        """Every incident ever raised: `open`, `opened_at`, `resolved_at`, `detail`."""
-        with self._read() as cur:
-            cur.execute(self._statements.list_incidents)
-            rows = cur.fetchall()
-        result = {}
-        for kind, is_open, opened_at, resolved_at, detail in rows:
-            result[str(kind)] = {
-                "open": bool(is_open),
-                "opened_at": iso_utc(self.backend.from_db_time(opened_at)),
-                "resolved_at": None if resolved_at is None else iso_utc(self.backend.from_db_time(resolved_at)),
-                "detail": json.loads(detail) if detail else {},
-            }
-        return result
-
-    def get_state(self, key: str) -> dict[str, Any] | None:
-        """The JSON value kept under `key` in `state`, or None."""
-        with self._read() as cur:
-            cur.execute(self._statements.get_state, (key,))
-            row = cur.fetchone()
-        return None if row is None else dict(json.loads(row[0]))
-
-    def put_state(self, key: str, value: dict[str, Any]) -> None:
-        """Set `state[key]` (insert or replace) in one statement."""
-        now = self.backend.to_db_time(datetime.now(UTC))
-        with self._write() as cur:
-            cur.execute(self._statements.put_state, (key, json.dumps(value), now))
-
-    def try_acquire_lease(self, name: str, owner: str, ttl_seconds: float) -> bool:
-        """Take the lease `name` for `owner` unless someone else holds an unexpired one (one write)."""
-        now = datetime.now(UTC)
-        expires = self.backend.to_db_time(datetime.fromtimestamp(now.timestamp() + ttl_seconds, tz=UTC))
-        with self._write() as cur:
-            cur.execute(self._statements.acquire_lease, (name, owner, expires, self.backend.to_db_time(now)))
-            return int(getattr(cur, "rowcount", 0) or 0) > 0
-
-    def release_lease(self, name: str, owner: str) -> None:
-        with self._write() as cur:
-            cur.execute(self._statements.release_lease, (name, owner))
-
     def existing_lead_ids(self, ids: Sequence[str]) -> set[str]:
         """Which of `ids` are stored (unique-index lookups, 500 at a time)."""
         found: set[str] = set()
@@ -423,28 +206,6 @@ class LeadStore(NotificationStore, OpsStatsStore):
             cur.execute(self._statements.lead_message_fields, (facebook_lead_id,))
             row = cur.fetchone()
         return None if row is None else {"page_id": row[0], "form_id": row[1], "ad_id": row[2]}
-
-    def record_poll_run(self, run: PollRun) -> None:
-        """Keep a poller/reconciliation run's figures for stats and the digest."""
-        t = self.backend.to_db_time
-        with self._write() as cur:
-            cur.execute(
-                self._statements.insert_poll_run,
-                (
-                    run.trigger,
-                    t(run.started_at),
-                    t(run.finished_at),
-                    None if run.window_start is None else t(run.window_start),
-                    None if run.window_end is None else t(run.window_end),
-                    run.forms_checked,
-                    run.leads_seen,
-                    run.missing_found,
-                    run.enqueued,
-                    run.graph_calls,
-                    run.duration_ms,
-                    run.error,
-                ),
-            )
 
     def audit(self, action: str, facebook_lead_id: str | None = None, detail: dict[str, Any] | None = None) -> None:
         """Write one audit row (ids and reasons only, never lead data)."""
@@ -519,3 +280,6 @@ class LeadStore(NotificationStore, OpsStatsStore):
             self._statements.insert_audit,
             (at, action, lead_id, source, None if detail is None else json.dumps(detail, ensure_ascii=False)),
         )
+
+
+__all__ = ["AlreadyStored", "FailedEvent", "LeadStore", "PollRun", "StoreOutcome", "Stored", "iso_utc"]

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared.store.base_types import Cursor, Statements, StoreBackend
+from shared.store.mixin import StoreMixin
 
 STALE_CLAIM = timedelta(minutes=2)
 SUMMARY_COLUMNS = (
@@ -49,20 +48,8 @@ class PendingLead:
     form_id: str | None
 
 
-class NotificationStore:
+class NotificationStore(StoreMixin):
     """Mixed into `LeadStore`: everything the notifier reads and writes."""
-
-    backend: StoreBackend
-    _statements: Statements
-
-    def _write(self) -> AbstractContextManager[Cursor]:  # provided by LeadStore
-        raise RuntimeError("mixin used without LeadStore")
-
-    def _read(self) -> AbstractContextManager[Cursor]:  # provided by LeadStore
-        raise RuntimeError("mixin used without LeadStore")
-
-    def _now(self) -> Any:
-        return self.backend.to_db_time(datetime.now(UTC))
 
     # --- outbox ---------------------------------------------------------------------------------
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from shared.store.base_types import Cursor, Statements, StoreBackend
+from shared.store.mixin import StoreMixin
 
 
 @dataclass(frozen=True)
@@ -17,14 +16,8 @@ class PollFigures:
     errors: int
 
 
-class StatsStore:
+class StatsStore(StoreMixin):
     """Mixed into `LeadStore`: read-only counts over time windows."""
-
-    backend: StoreBackend
-    _statements: Statements
-
-    def _read(self) -> AbstractContextManager[Cursor]:  # provided by LeadStore
-        raise RuntimeError("mixin used without LeadStore")
 
     def _grouped(self, sql: str, start: datetime, end: datetime) -> dict[str, int]:
         t = self.backend.to_db_time
