@@ -340,9 +340,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--leads", type=int, default=10_000)
     parser.add_argument("--rate", type=float, default=60.0, help="average leads per second offered")
-    parser.add_argument(
-        "--scale", type=float, default=1.0, help="fault durations times this (1 = 30 s DB, 60 s SMTP)"
-    )
+    parser.add_argument("--scale", type=float, default=1.0, help="fault durations times this (1 = 30 s DB, 60 s SMTP)")
     parser.add_argument("--deadline", type=float, default=3600.0)
     args = parser.parse_args()
     report = run_soak(SoakConfig(leads=args.leads, rate=args.rate, scale=args.scale, deadline_seconds=args.deadline))
