@@ -14,20 +14,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import io
 import json
 import threading
 import uuid
 from dataclasses import dataclass, field
-from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
 
-import requests
 from azure.core.exceptions import ServiceRequestError
-from azure.core.pipeline.transport import HttpTransport, RequestsTransportResponse
-from azure.core.rest import HttpRequest as RestHttpRequest
-from azure.core.rest._requests_basic import RestRequestsTransportResponse
+from azure.core.pipeline.transport import HttpTransport
+
+from tests.support.transport import request_body, transport_response
 
 ENDPOINT = "https://test-acs.unitedstates.communication.azure.com"
 ACCESS_KEY = base64.b64encode(b"fake-acs-access-key-for-tests-only").decode()
@@ -165,21 +162,10 @@ class FakeAcsTransport(HttpTransport):  # type: ignore[type-arg]
         if not self.service.reachable:
             self.service.refused += 1
             raise ServiceRequestError(f"Failed to establish a connection to {urlsplit(request.url).netloc}")
-        content = request.content if isinstance(request, RestHttpRequest) else request.body
-        body = content.encode("utf-8") if isinstance(content, str) else bytes(content or b"")
-        status, headers, payload = self.service.answer(request.method, request.url, dict(request.headers), body)
-        response = requests.Response()
-        response.status_code = status
-        response.reason = HTTPStatus(status).phrase
-        response.headers.update(headers)
-        # The body is already in memory, as after a non-streamed read by RequestsTransport.
-        response._content = payload
-        response._content_consumed = True  # type: ignore[attr-defined]
-        response.raw = io.BytesIO(payload)
-        response.url = request.url
-        if isinstance(request, RestHttpRequest):  # as RequestsTransport does: rest in, rest out
-            return RestRequestsTransportResponse(request=request, internal_response=response)  # type: ignore[no-untyped-call]
-        return RequestsTransportResponse(request, response)
+        status, headers, payload = self.service.answer(
+            request.method, request.url, dict(request.headers), request_body(request)
+        )
+        return transport_response(request, status, headers, payload)
 
     def open(self) -> None:
         pass

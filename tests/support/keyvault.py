@@ -9,22 +9,19 @@ recorded so a test can count vault reads and check the `Authorization` header.
 
 from __future__ import annotations
 
-import io
 import json
 import time
 import uuid
 from dataclasses import dataclass, field
-from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
 
-import requests
 from azure.core.credentials import AccessToken
 from azure.core.exceptions import ServiceRequestError
-from azure.core.pipeline.transport import HttpTransport, RequestsTransportResponse
-from azure.core.rest import HttpRequest as RestHttpRequest
-from azure.core.rest._requests_basic import RestRequestsTransportResponse
+from azure.core.pipeline.transport import HttpTransport
 from azure.keyvault.secrets import SecretClient
+
+from tests.support.transport import transport_response
 
 VAULT_URL = "https://test-vault.vault.azure.net/"
 TENANT_ID = "8c3f1c6e-2b7a-4d2e-9f61-0d4b5a7e9c21"
@@ -110,18 +107,7 @@ class FakeVaultTransport(HttpTransport):  # type: ignore[type-arg]
             self.vault.refused += 1
             raise ServiceRequestError(f"Failed to establish a connection to {urlsplit(request.url).netloc}")
         status, headers, body = self.vault.answer(request.method, request.url, dict(request.headers))
-        response = requests.Response()
-        response.status_code = status
-        response.reason = HTTPStatus(status).phrase
-        response.headers.update(headers)
-        # The body is already in memory, as after a non-streamed read by RequestsTransport.
-        response._content = body
-        response._content_consumed = True  # type: ignore[attr-defined]
-        response.raw = io.BytesIO(body)
-        response.url = request.url
-        if isinstance(request, RestHttpRequest):  # as RequestsTransport does: rest in, rest out
-            return RestRequestsTransportResponse(request=request, internal_response=response)  # type: ignore[no-untyped-call]
-        return RequestsTransportResponse(request, response)
+        return transport_response(request, status, headers, body)
 
     def open(self) -> None:
         pass
