@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -176,11 +177,13 @@ def test_erasure_leaves_no_pii_anywhere_and_the_lead_is_not_stored_again(storage
 
 
 def test_rate_limit_is_shared_by_two_devhost_processes(storage, graph, tmp_path):
-    first = start(storage, graph.url, tmp_path, name="first")
-    second = start(storage, graph.url, tmp_path, name="second")
+    first = start(storage, graph.url, tmp_path, name="first", RATE_LIMIT_PER_MINUTE="30")
+    second = start(storage, graph.url, tmp_path, name="second", RATE_LIMIT_PER_MINUTE="30")
     try:
-        statuses = [get(first, "ops/failed-events").status_code for _ in range(60)]
-        statuses += [get(second, "ops/failed-events").status_code for _ in range(40)]
+        # the limit counts per clock minute: start early in one so the burst cannot straddle two
+        wait_until(lambda: time.time() % 60 < 25, timeout=61, interval=0.2, what="the start of a minute window")
+        statuses = [get(first, "ops/failed-events").status_code for _ in range(18)]
+        statuses += [get(second, "ops/failed-events").status_code for _ in range(12)]
         assert set(statuses) == {200}
         refused = get(second, "ops/failed-events")
         assert refused.status_code == 429 and 1 <= int(refused.headers["Retry-After"]) <= 60
@@ -194,6 +197,7 @@ def test_signed_deliveries_are_never_rate_limited_but_bad_signatures_are(storage
     host = start(storage, graph.url, tmp_path, RATE_LIMIT_PER_MINUTE="5")
     try:
         url = f"{host.url}/api/webhook/facebook/leads"
+        wait_until(lambda: time.time() % 60 < 40, timeout=61, interval=0.2, what="the start of a minute window")
         bad = [
             requests.post(url, data=b"{}", headers={"X-Hub-Signature-256": "sha256=00"}, timeout=10).status_code
             for _ in range(7)
