@@ -120,6 +120,7 @@ class Stack:
             NOTIFY_RETRY_BASE_SECONDS="1",
             NOTIFY_RETRY_MAX_SECONDS="4",
             NOTIFY_MAX_ATTEMPTS="20",  # the SMTP outage must end in emails, not dead letters
+            NOTIFY_STUCK_SECONDS="60",
             POLL_SCHEDULE="*/5 * * * * *",
             POLL_GRACE_SECONDS="20",
             POLL_OVERLAP_SECONDS="120",

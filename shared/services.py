@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from contextlib import suppress
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -199,6 +199,7 @@ class Services:
                 retry_max_seconds=settings.notify_retry_max_seconds,
             ),
             form_name=self.form_name,
+            stuck_after=timedelta(seconds=settings.notify_stuck_seconds),
             build_digest=lambda key: render_daily_digest(self.store, key, tz, self.form_name),
         )
 

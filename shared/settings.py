@@ -104,6 +104,7 @@ class Settings(BaseModel):
     notify_max_attempts: int = Field(4, alias="NOTIFY_MAX_ATTEMPTS", ge=1, le=20)
     notify_retry_base_seconds: float = Field(30, alias="NOTIFY_RETRY_BASE_SECONDS", ge=0)
     notify_retry_max_seconds: float = Field(900, alias="NOTIFY_RETRY_MAX_SECONDS", gt=0)
+    notify_stuck_seconds: float = Field(600, alias="NOTIFY_STUCK_SECONDS", ge=30)
     alert_dead_letters_threshold: int = Field(10, alias="ALERT_DEAD_LETTERS_THRESHOLD", ge=1)
     silence_hours: float = Field(6, alias="SILENCE_HOURS", gt=0)
     silence_min_expected: float = Field(3, alias="SILENCE_MIN_EXPECTED", ge=0)

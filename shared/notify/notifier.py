@@ -8,8 +8,11 @@ grouped emails. Failures: the sender's 429 / Retry-After → wait; transient →
 exponential backoff, `NOTIFY_MAX_ATTEMPTS` in all; permanent or exhausted → dead letter on
 `notifications-poison` and a `failed_events` row, while the lead stays stored.
 
-A crash between the provider accepting an email and the `sent` row committing leaves the claim
-in `sending`; after `STUCK_AFTER` it is dead-lettered as "outcome unknown" rather than sent again.
+After the provider accepted an email, the `sent` record is written with a few quick retries; if
+the database is still away, a receipt message on the queue writes it later, so a database outage
+never causes a second email. Only a process that dies between calling the provider and recording
+the send leaves a claim in `sending`; after `stuck_after` it is sent again, marked "(resent)" in
+the subject: a lead is never left unannounced, at the price of a rare, labelled repeat.
 """
 
 from __future__ import annotations
@@ -46,7 +49,15 @@ Kind = Literal["lead", "alert", "digest"]
 Outcome = Literal["sent", "duplicate", "waiting", "retrying", "throttled", "in_progress", "dead_lettered", "skipped"]
 IN_PROGRESS_RECHECK_SECONDS = 30.0
 STORE_RECHECK_SECONDS = 15.0
-STUCK_AFTER = timedelta(minutes=15)
+STUCK_AFTER = timedelta(minutes=10)
+
+
+class Receipt(BaseModel):
+    """An email the provider accepted whose `sent` record could not be written yet."""
+
+    claim_id: str
+    keys: list[str]
+    provider_id: str
 
 
 class NotificationMessage(BaseModel):
@@ -57,6 +68,8 @@ class NotificationMessage(BaseModel):
     key: str
     attempt: int = 0
     last_error: str | None = None
+    receipt: Receipt | None = None
+    resend: bool = False
 
     def to_text(self) -> str:
         return self.model_dump_json(exclude_none=True)
@@ -86,6 +99,7 @@ class NotifyDeps:
     policy: NotifyPolicy
     form_name: Callable[[str], str | None] = lambda form_id: None
     build_digest: Callable[[str], RenderedEmail] | None = None
+    stuck_after: timedelta = STUCK_AFTER
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     rng: random.Random | None = None
 
@@ -133,6 +147,10 @@ def handle_notification(body: bytes, deps: NotifyDeps) -> NotifyResult:
 
 
 def _handle(message: NotificationMessage, deps: NotifyDeps) -> NotifyResult:
+    if message.receipt is not None:
+        receipt = message.receipt
+        deps.store.mark_claim_sent(receipt.claim_id, message.kind, receipt.keys, receipt.provider_id)
+        return NotifyResult("sent", message.key, reason="receipt recorded")
     channel = deps.sender.name
     state = deps.store.notification_state(message.key, message.kind, channel)
     if state is not None:
@@ -142,17 +160,10 @@ def _handle(message: NotificationMessage, deps: NotifyDeps) -> NotifyResult:
         if status == "claimed" and deps.clock() - claimed_at <= STALE_CLAIM:
             return _requeue(message, deps, IN_PROGRESS_RECHECK_SECONDS, "in_progress")
         if status == "sending":
-            if deps.clock() - claimed_at > STUCK_AFTER:
-                deps.store.mark_notification_failed(
-                    claim_id, message.key, message.kind, channel, "outcome unknown", message.attempt
-                )
-                return _dead_letter(
-                    message,
-                    "send outcome unknown (stopped while sending); not resent to avoid a duplicate",
-                    "SendOutcomeUnknown",
-                    deps,
-                )
-            return _requeue(message, deps, IN_PROGRESS_RECHECK_SECONDS, "in_progress")
+            if deps.clock() - claimed_at <= deps.stuck_after or not deps.store.take_over_stuck(claim_id):
+                return _requeue(message, deps, IN_PROGRESS_RECHECK_SECONDS, "in_progress")
+            deps.store.audit("notification_resent", None, {"kind": message.kind, "key": message.key})
+            message = message.model_copy(update={"resend": True})
     try:
         stored: list[datetime] = []
         email, keys, claim_id, _slot = _prepare(message, deps, channel, stored)
@@ -172,23 +183,25 @@ def _handle(message: NotificationMessage, deps: NotifyDeps) -> NotifyResult:
         return _failed(message, deps, channel, claim_id, exc, exhausted=message.attempt + 1 >= deps.policy.max_attempts)
     except PermanentError as exc:
         return _failed(message, deps, channel, claim_id, exc, exhausted=True)
-    _record_sent(deps, claim_id, message.kind, keys, provider_id)
+    _record_sent(deps, message, claim_id, keys, provider_id)
     latency = None if not stored else round((datetime.now(UTC) - min(stored)).total_seconds() * 1000)
     dims = {"stage": "notify", "outcome": "sent", "kind": message.kind, "leads": len(keys), "latency_ms": latency}
     log.info("notify: sent", extra=dims)
     return NotifyResult("sent", message.key, emails=1, leads=len(keys) if message.kind == "lead" else 0)
 
 
-def _record_sent(deps: NotifyDeps, claim_id: str, kind: str, keys: list[str], provider_id: str) -> None:
-    """The email is out: record it, retrying a briefly unavailable database rather than lose the fact."""
-    for attempt in range(6):
+def _record_sent(
+    deps: NotifyDeps, message: NotificationMessage, claim_id: str, keys: list[str], provider_id: str
+) -> None:
+    """The email is out: record it now, or leave a receipt on the queue to record it when the database is back."""
+    for attempt in range(3):
         try:
-            deps.store.mark_claim_sent(claim_id, kind, keys, provider_id)
+            deps.store.mark_claim_sent(claim_id, message.kind, keys, provider_id)
             return
         except StoreUnavailable:
-            if attempt == 5:
-                raise
-            time.sleep(min(8.0, 0.5 * 2**attempt))
+            time.sleep(0.5 * 2**attempt)
+    receipt = message.model_copy(update={"receipt": Receipt(claim_id=claim_id, keys=keys, provider_id=provider_id)})
+    deps.queues.send(NOTIFICATIONS_QUEUE, receipt.to_text(), delay_seconds=STORE_RECHECK_SECONDS)
 
 
 def _release_quietly(deps: NotifyDeps, claim_id: str) -> None:
@@ -242,10 +255,11 @@ def _prepare(
         with suppress(StoreUnavailable):
             deps.store.release_email_slot(slot)
         raise
+    subject = f"(resent) {rendered.subject}" if message.resend else rendered.subject
     if message.kind == "digest":
-        email = OutgoingEmail(rendered.subject, rendered.text, rendered.html, bcc=recipients)
+        email = OutgoingEmail(subject, rendered.text, rendered.html, bcc=recipients)
     else:
-        email = OutgoingEmail(rendered.subject, rendered.text, rendered.html, to=recipients)
+        email = OutgoingEmail(subject, rendered.text, rendered.html, to=recipients)
     return email, keys, claim_id, slot
 
 

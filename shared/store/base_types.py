@@ -60,6 +60,7 @@ class Statements:
     mark_outbox: str
     mark_outbox_queued: str
     begin_send: str
+    take_over_stuck: str
     outbox_due: str
     outbox_payload: str
     reserve_email_slot: str

@@ -150,6 +150,12 @@ class NotificationStore(StoreMixin):
             cur.execute(self._statements.reclaim_failed_notification, (claim_id, stamp, key, kind, channel, stale))
             return int(getattr(cur, "rowcount", 0) or 0) > 0
 
+    def take_over_stuck(self, claim_id: str) -> bool:
+        """Free a claim stuck in `sending` (its process died mid-send) so it can be claimed again; once."""
+        with self._write() as cur:
+            cur.execute(self._statements.take_over_stuck, (claim_id,))
+            return int(getattr(cur, "rowcount", 0) or 0) > 0
+
     def begin_send(self, claim_id: str) -> None:
         """Mark a claim `sending` right before the provider is called (from here a resend could repeat)."""
         with self._write() as cur:

@@ -118,6 +118,7 @@ STATEMENTS = Statements(
         " AND (status = 'failed' OR (status = 'claimed' AND claimed_at < ?))"
     ),
     begin_send="UPDATE notification_log SET status = 'sending' WHERE claim_id = ? AND status = 'claimed'",
+    take_over_stuck="DELETE FROM notification_log WHERE claim_id = ? AND status = 'sending'",
     release_notification_claim="DELETE FROM notification_log WHERE claim_id = ? AND status IN ('claimed', 'sending')",
     mark_claim_sent=(
         "UPDATE notification_log SET status = 'sent', sent_at = ?, provider_id = ?, group_size = ?"

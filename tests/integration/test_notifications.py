@@ -229,17 +229,38 @@ def test_digest_from_a_seeded_day_goes_out_once_in_bcc(store, storage, smtp, clo
     assert "7 leads" in message["Subject"]
 
 
-def test_stuck_send_is_dead_lettered_as_unknown_not_sent_twice(store, storage, smtp, clock):
+def test_send_stuck_after_a_crash_is_resent_once_and_labelled(store, storage, smtp, clock):
     deps = notify_deps(store, storage, smtp.port, clock)
     store_lead(store, "900601")
     assert store.claim_notification("900601", "lead", "smtp", "crashed-claim")
     store.begin_send("crashed-claim")  # the process died while the provider had the email
     announce(store, deps, "900601")
-    clock.advance(16 * 60)
-    outcomes = drain_notifications(deps, storage, clock)
-    assert outcomes == ["dead_lettered"]
-    assert smtp.messages() == []
-    assert "outcome unknown" in store.list_failed_events()[0]["error"]
+    [body] = _bodies(storage)
+    assert handle_notification(body, deps).outcome == "in_progress"  # a live sender may still finish
+    clock.advance(11 * 60)
+    assert drain_notifications(deps, storage, clock) == ["sent"]  # the re-queued message
+    [mail] = smtp.messages()
+    assert read_mail(mail)["Subject"].startswith("(resent) ")
+    assert store.count_audit("notification_resent", clock.now.replace(year=2000), clock.now.replace(year=2100)) == 1
+
+
+def test_sent_email_is_recorded_by_a_receipt_when_the_database_is_away(store, storage, smtp, clock, monkeypatch):
+    from shared.errors import StoreUnavailable
+
+    deps = notify_deps(store, storage, smtp.port, clock)
+    store_lead(store, "900603")
+    announce(store, deps, "900603")
+    original = store.mark_claim_sent
+    monkeypatch.setattr(store, "mark_claim_sent", lambda *a, **k: (_ for _ in ()).throw(StoreUnavailable("locked")))
+    import shared.notify.notifier as notifier
+
+    monkeypatch.setattr(notifier.time, "sleep", lambda s: None)
+    [body] = _bodies(storage)
+    assert handle_notification(body, deps).outcome == "sent"
+    monkeypatch.setattr(store, "mark_claim_sent", original)  # the database is back
+    assert drain_notifications(deps, storage, clock) == ["sent"]  # the receipt
+    assert store.notification_state("900603", "lead", "smtp")[0] == "sent"
+    assert len(smtp.messages()) == 1
 
 
 def test_sender_429_retry_after_is_honoured(store, storage, clock):
