@@ -124,6 +124,8 @@ def poll_once(deps: PollerDeps, trigger: str = "timer") -> RunReport:
         if full:
             deps.store.put_state("last_full_reconcile", {"at": now})
         close_incident(deps.store, "polling_failing")
+    except TokenInvalid as exc:  # the token died during the run: the token incident, not a polling failure
+        _token_invalid(deps, report, exc)
     except LeadAgentError as exc:
         _failed(deps, report, exc)
     finally:
@@ -167,6 +169,9 @@ def reconcile_window(deps: PollerDeps, hours: float, budget_seconds: float, trig
             if chunk_start < end and deps.clock() > deadline:
                 report.complete = False
                 break
+    except TokenInvalid as exc:
+        report.complete = False
+        _token_invalid(deps, report, exc)
     except LeadAgentError as exc:
         report.complete = False
         _failed(deps, report, exc)

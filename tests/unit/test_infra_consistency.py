@@ -34,6 +34,7 @@ OPTIONAL_IN_AZURE: dict[str, str] = {
     "AzureWebJobsStorage": "replaced by the identity-based AzureWebJobsStorage__* settings (checked separately)",
     "FACEBOOK_APP_SECRET_PREVIOUS": "only during a rotation; kept in Key Vault and read through KEY_VAULT_URL",
     "GRAPH_TIMEOUT_SECONDS": "tuning knob with a default",
+    "NOTIFY_STUCK_SECONDS": "tuning knob with a default",
     "QUEUE_TIMEOUT_SECONDS": "tuning knob with a default",
     "STORE_TIMEOUT_SECONDS": "tuning knob with a default",
     "SQLITE_PATH": "local SQLite store only; Azure uses STORE_BACKEND=mssql",
