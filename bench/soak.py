@@ -3,8 +3,8 @@
 Leads are created in the sandbox Graph API and delivered as signed webhooks at a varying rate,
 with duplicate deliveries and batched POSTs. On a schedule the run injects: Graph 5xx and
 timeouts, a throttling episode, a token expiry and renewal, the database locked (writes fail),
-the SMTP server down, a stretch of webhooks that never arrive (the poller must backfill), and the
-devhost killed with SIGKILL and restarted mid-batch. At the end it prints one table and fails
+the SMTP server down (421 to every transaction), a stretch of webhooks that never arrive (the
+poller must backfill), and the devhost killed with SIGKILL and restarted mid-batch. At the end it prints one table and fails
 unless stored = created, lost = 0, no lead emailed twice and no lead left unannounced.
 
 `make soak` runs 10,000 leads; `make test` runs a 500-lead version (tests/e2e/test_soak.py).
@@ -214,9 +214,9 @@ def run_soak(config: SoakConfig, workdir: Path | None = None, log: Callable[[str
         sandbox.set_tokens(valid=[TOKEN])
 
     def smtp_outage() -> None:
-        stack.mail.stop()
+        stack.mail.refuse(True)  # every new transaction gets 421: the server is down for service
         time.sleep(60 * scale)
-        stack.mail.start()
+        stack.mail.refuse(False)
 
     def restart() -> None:
         report.faults.append("devhost killed and restarted")

@@ -39,8 +39,19 @@ class _SaveToDirectory:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self.refusing = False
         self._counter = itertools.count(1)
         self._lock = threading.Lock()
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
+    ) -> str:
+        """Refuse new mail while `refusing` (a server that is down for service), else accept the sender."""
+        if self.refusing:
+            return "421 4.3.0 Service not available"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     def save(self, mail_from: str, recipients: list[str], content: bytes) -> Path:
         """Write the message atomically; the returned path exists and is complete."""
@@ -89,6 +100,10 @@ class SmtpSink:
         if self._controller is not None:
             self._controller.stop()
             self._controller = None
+
+    def refuse(self, refusing: bool) -> None:
+        """Answer new transactions with 421 (down for service) until called with False; none in flight is cut."""
+        self._handler.refusing = refusing
 
     def messages(self) -> list[Path]:
         """Saved messages, oldest first."""
