@@ -4,8 +4,8 @@ Leads are created in the sandbox Graph API and delivered as signed webhooks at a
 with duplicate deliveries and batched POSTs. On a schedule the run injects: Graph 5xx and
 timeouts, a throttling episode, a token expiry and renewal, the database locked (writes fail),
 the SMTP server down (421 to every transaction), a stretch of webhooks that never arrive (the
-poller must backfill), and the devhost killed with SIGKILL and restarted mid-batch. At the end it prints one table and fails
-unless stored = created, lost = 0, no lead emailed twice and no lead left unannounced.
+poller must backfill), and the devhost killed with SIGKILL and restarted mid-batch. At the end
+it prints one table and fails unless stored = created, lost = 0, no lead emailed twice and no lead left unannounced.
 
 `make soak` runs 10,000 leads; `make test` runs a 500-lead version (tests/e2e/test_soak.py).
 """
