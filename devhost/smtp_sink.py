@@ -43,9 +43,7 @@ class _SaveToDirectory:
         self._counter = itertools.count(1)
         self._lock = threading.Lock()
 
-    async def handle_MAIL(
-        self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
-    ) -> str:
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]) -> str:
         """Refuse new mail while `refusing` (a server that is down for service), else accept the sender."""
         if self.refusing:
             return "421 4.3.0 Service not available"
