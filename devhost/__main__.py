@@ -137,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     port = args.port if args.port is not None else (local_port or 7071)
     try:
         host = FunctionHost(find_app(args.app), read_host_json(root), os.environ, args.host, port, root)
+        host.install_signal_handlers()  # a SIGTERM during start-up stops cleanly too
         host.start()
     except StartupError as exc:
         print(f"devhost: {exc}", file=sys.stderr)

@@ -137,6 +137,7 @@ class FunctionHost:
         self._started = False
         self._stopped = False
         self._stop_requested = threading.Event()
+        self._signals_installed = False
 
     # -- reading the registrations -------------------------------------------------------------
 
@@ -281,18 +282,28 @@ class FunctionHost:
 
     def serve_forever(self, timeout: float = 60.0) -> bool:
         """Start (if needed) and serve until SIGINT/SIGTERM or `request_stop()`, then `stop(timeout)`."""
-        if not self._started:
-            self.start()
-        previous: dict[signal.Signals, Any] = {}
-        if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                previous[signum] = signal.signal(signum, self._on_signal)
+        previous = self.install_signal_handlers()
         try:
+            if not self._started and not self._stop_requested.is_set():
+                self.start()
             self._stop_requested.wait()
             return self.stop(timeout)
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+
+    def install_signal_handlers(self) -> dict[signal.Signals, Any]:
+        """SIGINT/SIGTERM request a clean stop; install before `start()` so no signal arrives unhandled.
+
+        Returns the handlers replaced (empty when already installed or not on the main thread).
+        """
+        previous: dict[signal.Signals, Any] = {}
+        if self._signals_installed or threading.current_thread() is not threading.main_thread():
+            return previous
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, self._on_signal)
+        self._signals_installed = True
+        return previous
 
     def request_stop(self) -> None:
         """Make `serve_forever` return (after a clean stop)."""
