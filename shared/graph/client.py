@@ -65,6 +65,9 @@ class GraphClient:
         session: requests.Session | None = getattr(self._local, "session", None)
         if session is None:
             session = requests.Session()
+            # Proxy settings are not read from the environment on every call (a measurable cost per call);
+            # the Graph API is reached directly.
+            session.trust_env = False
             self._local.session = session
         return session
 

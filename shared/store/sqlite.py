@@ -162,7 +162,8 @@ STATEMENTS = Statements(
     bump_counter="UPDATE lead_counters SET value = value + 1 WHERE name = ?",
     insert_counter="INSERT INTO lead_counters (name, value) VALUES (?, 1)",
     read_counters="SELECT name, value FROM lead_counters",
-    last_lead_times="SELECT MAX(created_time), MAX(stored_at) FROM leads",
+    # two subqueries: each MAX uses its own index (one SELECT with both aggregates scans every lead)
+    last_lead_times="SELECT (SELECT MAX(created_time) FROM leads), (SELECT MAX(stored_at) FROM leads)",
     leads_by_hour_and_source=(
         "SELECT substr(created_time, 1, 13), source, COUNT(*) FROM leads"
         " WHERE created_time >= ? AND created_time < ? GROUP BY substr(created_time, 1, 13), source"
