@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import statistics
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -43,28 +44,25 @@ class Stack:
 def local_stack(**settings: str) -> Iterator[Stack]:
     """Everything on 127.0.0.1, stopped at the end; `settings` override the devhost's environment."""
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
+    overrides = {"EMAIL_SENDER": "smtp", "SMTP_HOST": "127.0.0.1", "SMTP_STARTTLS": "false", **settings}
     azurite = start_azurite(str(workdir / "azurite"))
     graph = serve(SandboxGraph([TOKEN], page_ids=[PAGE], app_secret=SECRET, subscribed=True))
     mail = SmtpSink(workdir / "mail", "127.0.0.1", 0)
-    mail.start()
-    env = devhost_env(
-        azurite.connection_string,
-        graph.url,
-        str(workdir / "leads.db"),
-        EMAIL_SENDER="smtp",
-        SMTP_HOST="127.0.0.1",
-        SMTP_PORT=str(mail.port),
-        SMTP_STARTTLS="false",
-        **settings,
-    )
-    devhost = start_devhost(env, workdir / "devhost.log")
+    devhost: DevhostProcess | None = None
     try:
+        mail.start()
+        env = devhost_env(
+            azurite.connection_string, graph.url, str(workdir / "leads.db"), SMTP_PORT=str(mail.port), **overrides
+        )
+        devhost = start_devhost(env, workdir / "devhost.log")
         yield Stack(azurite, graph, mail, devhost, workdir)
     finally:
-        devhost.stop()
+        if devhost is not None:
+            devhost.stop()
         mail.stop()
         graph.close()
         azurite.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def percentile(values: Sequence[float], pct: float) -> float:
