@@ -11,10 +11,8 @@ import pytest
 import requests
 
 from devhost.defaults import LOCAL_DEFAULTS
-from devhost.sandbox_graph import RunningSandbox, SandboxGraph, serve
 from devhost.simulate import build_webhook_body, sign, simulate
 from shared.queues.names import LEADS_QUEUE, poison_queue
-from tests.support.azurite import Azurite, start_azurite
 from tests.support.devhost_process import DevhostProcess, devhost_env, start_devhost
 from tests.support.queues import drain_json, message_count
 from tests.support.waiting import wait_until
@@ -22,19 +20,6 @@ from tests.support.waiting import wait_until
 SECRET = LOCAL_DEFAULTS["FACEBOOK_APP_SECRET"]
 TOKEN = LOCAL_DEFAULTS["FACEBOOK_ACCESS_TOKEN"]
 PAGE = LOCAL_DEFAULTS["FACEBOOK_PAGE_IDS"]
-
-
-@pytest.fixture(scope="module")
-def storage() -> Iterator[Azurite]:
-    instance = start_azurite()
-    yield instance
-    instance.stop()
-
-
-@pytest.fixture(scope="module")
-def graph() -> Iterator[RunningSandbox]:
-    with serve(SandboxGraph([TOKEN], page_ids=[PAGE], app_secret=SECRET, subscribed=True)) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

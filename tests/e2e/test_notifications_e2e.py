@@ -11,7 +11,6 @@ from devhost.defaults import LOCAL_DEFAULTS
 from devhost.sandbox_graph import RunningSandbox, SandboxGraph, serve
 from devhost.simulate import simulate
 from devhost.smtp_sink import SmtpSink
-from tests.support.azurite import Azurite, start_azurite
 from tests.support.devhost_process import devhost_env, start_devhost
 from tests.support.notifications import parts, read_mail
 from tests.support.waiting import wait_until
@@ -19,13 +18,6 @@ from tests.support.waiting import wait_until
 SECRET = LOCAL_DEFAULTS["FACEBOOK_APP_SECRET"]
 TOKEN = LOCAL_DEFAULTS["FACEBOOK_ACCESS_TOKEN"]
 PAGE = LOCAL_DEFAULTS["FACEBOOK_PAGE_IDS"]
-
-
-@pytest.fixture(scope="module")
-def storage() -> Iterator[Azurite]:
-    instance = start_azurite()
-    yield instance
-    instance.stop()
 
 
 @pytest.fixture

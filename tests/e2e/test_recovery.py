@@ -15,7 +15,7 @@ from devhost.defaults import LOCAL_DEFAULTS
 from devhost.sandbox_graph import RunningSandbox, SandboxGraph, serve
 from devhost.simulate import build_webhook_body, sign
 from shared.queues.names import LEADS_QUEUE, poison_queue
-from tests.support.azurite import Azurite, start_azurite
+from tests.support.azurite import Azurite
 from tests.support.devhost_process import DevhostProcess, devhost_env, start_devhost
 from tests.support.queues import message_count, reset_queue
 from tests.support.waiting import wait_until
@@ -34,13 +34,6 @@ FAST = {
     "RETRY_BASE_SECONDS": "1",
     "RETRY_MAX_SECONDS": "2",
 }
-
-
-@pytest.fixture(scope="module")
-def storage() -> Iterator[Azurite]:
-    instance = start_azurite()
-    yield instance
-    instance.stop()
 
 
 @pytest.fixture

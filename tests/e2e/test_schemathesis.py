@@ -28,9 +28,7 @@ from schemathesis.checks import (
 )
 
 from devhost.defaults import LOCAL_DEFAULTS
-from devhost.sandbox_graph import RunningSandbox, SandboxGraph, serve
 from devhost.simulate import sign
-from tests.support.azurite import Azurite, start_azurite
 from tests.support.devhost_process import DevhostProcess, devhost_env, start_devhost
 
 REPO = Path(__file__).resolve().parents[2]
@@ -59,19 +57,6 @@ CHECKS = [
 # A leadgen change the app cannot use is dead-lettered while the batch is answered 200 (by design), so
 # invalid webhook bodies are not expected to be rejected; every other operation must reject invalid input.
 NEGATIVE_EXEMPT = {("POST", WEBHOOK)}
-
-
-@pytest.fixture(scope="module")
-def storage() -> Iterator[Azurite]:
-    instance = start_azurite()
-    yield instance
-    instance.stop()
-
-
-@pytest.fixture(scope="module")
-def graph() -> Iterator[RunningSandbox]:
-    with serve(SandboxGraph([TOKEN], page_ids=[PAGE], app_secret=SECRET, subscribed=True)) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")
