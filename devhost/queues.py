@@ -31,6 +31,7 @@ from azure.storage.queue import LinearRetry, QueueClient, QueueMessage
 
 from devhost.defaults import azurite_connection_string
 from devhost.invocation import HostedFunction, StartupError, invoke
+from shared.http_clients import storage_transport
 
 log = logging.getLogger("devhost.queues")
 
@@ -123,8 +124,7 @@ def queue_client(conn_str: str, queue_name: str) -> QueueClient:
     return QueueClient.from_connection_string(
         conn_str,
         queue_name,
-        connection_timeout=5,
-        read_timeout=15,
+        transport=storage_transport(connection_timeout=5, read_timeout=15),
         retry_policy=LinearRetry(backoff=1, retry_total=3, random_jitter_range=1),
     )
 

@@ -18,6 +18,7 @@ import requests
 from shared.errors import GraphThrottled, GraphUnavailable, TokenInvalid
 from shared.graph.errors import classify_error
 from shared.graph.throttle import ThrottleGate, usage_block_seconds
+from shared.http_clients import direct_session
 from shared.logs import get_logger
 from shared.models.lead import LEAD_FIELDS
 
@@ -64,10 +65,7 @@ class GraphClient:
     def _session(self) -> requests.Session:
         session: requests.Session | None = getattr(self._local, "session", None)
         if session is None:
-            session = requests.Session()
-            # Proxy settings are not read from the environment on every call (a measurable cost per call);
-            # the Graph API is reached directly.
-            session.trust_env = False
+            session = direct_session()
             self._local.session = session
         return session
 

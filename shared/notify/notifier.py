@@ -18,6 +18,7 @@ the subject: a lead is never left unannounced, at the price of a rare, labelled 
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 import uuid
@@ -230,8 +231,7 @@ def _prepare(
     policy = deps.policy
     slot = uuid.uuid4().hex
     if not deps.store.reserve_email_slot(slot, message.kind, now, policy.per_minute, policy.per_hour):
-        free_at = deps.store.next_email_slot(now, policy.per_minute, policy.per_hour)
-        delay = max(1.0, (free_at - now).total_seconds() + 1)
+        delay = _cap_wait(message, deps, now)
         _requeue(message, deps, delay, "waiting")
         raise _Skip("waiting", delay=delay, reason="email cap reached")
     claim_id = uuid.uuid4().hex
@@ -261,6 +261,25 @@ def _prepare(
     else:
         email = OutgoingEmail(subject, rendered.text, rendered.html, to=recipients)
     return email, keys, claim_id, slot
+
+
+def _cap_wait(message: NotificationMessage, deps: NotifyDeps, now: datetime) -> float:
+    """Seconds to wait for a sending slot, spread over the backlog so waiting messages do not all wake at once.
+
+    The next slot frees at `free_at`; after it, one email per slot interval carries up to
+    `max_group` leads, so a backlog of B leads needs about B / max_group slots. A lead message
+    waits for the next slot plus a random share of that horizon: roughly a group's worth of
+    messages wakes per slot (one sends, the rest find their lead announced) instead of all of them.
+    """
+    policy = deps.policy
+    free_at = deps.store.next_email_slot(now, policy.per_minute, policy.per_hour)
+    delay = max(1.0, (free_at - now).total_seconds() + 1)
+    if message.kind != "lead":
+        return delay
+    slot_interval = max(60.0 / max(policy.per_minute, 1), 3600.0 / max(policy.per_hour, 1))
+    emails_needed = math.ceil(deps.store.count_pending_lead_notifications() / max(policy.max_group, 1))
+    horizon = max(emails_needed - 1, 0) * slot_interval
+    return delay + (deps.rng or random).uniform(0, horizon)
 
 
 def _recipients(message: NotificationMessage, deps: NotifyDeps) -> tuple[str, ...]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from shared.http_clients import storage_transport
+
 if TYPE_CHECKING:
     from azure.data.tables import TableServiceClient
     from azure.storage.queue import QueueClient
@@ -18,6 +20,9 @@ if TYPE_CHECKING:
 # The Azurite development account's key is public and fixed (it is no secret).
 AZURITE_ACCOUNT = "devstoreaccount1"
 AZURITE_ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+# The storage SDK's own timeouts, kept when a caller gives none.
+DEFAULT_CONNECTION_TIMEOUT = 20.0
+DEFAULT_READ_TIMEOUT = 60.0
 
 
 def azurite_connection_string(
@@ -58,6 +63,7 @@ class StorageTarget:
         """A client of one queue; `options` go to the SDK (encoding policies, timeouts, retry)."""
         from azure.storage.queue import QueueClient
 
+        options = with_transport(options)
         if self.connection_string:
             return QueueClient.from_connection_string(
                 expand_connection_string(self.connection_string), queue, **options
@@ -68,11 +74,25 @@ class StorageTarget:
         """The account's table service client."""
         from azure.data.tables import TableServiceClient
 
+        options = with_transport(options)
         if self.connection_string:
             return TableServiceClient.from_connection_string(
                 expand_connection_string(self.connection_string), **options
             )
         return TableServiceClient(self.table_url, credential=self._credential(), **options)
+
+
+def with_transport(options: dict[str, Any]) -> dict[str, Any]:
+    """`options` with a transport that skips per-call proxy lookups, carrying the requested timeouts.
+
+    Defaults are the storage SDK's own (20 s to connect, 60 s to read); a given transport is kept.
+    """
+    if "transport" in options:
+        return options
+    rest = dict(options)
+    connect = rest.pop("connection_timeout", DEFAULT_CONNECTION_TIMEOUT)
+    read = rest.pop("read_timeout", DEFAULT_READ_TIMEOUT)
+    return {**rest, "transport": storage_transport(connect, read)}
 
 
 def storage_target(value: str | StorageTarget) -> StorageTarget:

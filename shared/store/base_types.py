@@ -73,6 +73,7 @@ class Statements:
     mark_claim_sent: str
     mark_notification_failed: str
     pending_lead_notifications: str
+    count_pending_lead_notifications: str
     lead_summaries: str
     leads_by_source_between: str
     leads_by_form_between: str

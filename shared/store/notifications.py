@@ -192,6 +192,13 @@ class NotificationStore(StoreMixin):
             cur.execute(self._statements.pending_lead_notifications, (limit,))
             return [PendingLead(str(k), p, f) for k, p, f in cur.fetchall()]
 
+    def count_pending_lead_notifications(self) -> int:
+        """How many stored leads are not yet announced."""
+        with self._read() as cur:
+            cur.execute(self._statements.count_pending_lead_notifications)
+            row = cur.fetchone()
+        return int(row[0]) if row else 0
+
     def lead_summaries(self, ids: Sequence[str]) -> list[dict[str, Any]]:
         """Stored leads by id, with `fields` decoded and times as aware datetimes."""
         if not ids:

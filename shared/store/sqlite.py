@@ -133,6 +133,9 @@ STATEMENTS = Statements(
         " JOIN leads l ON l.facebook_lead_id = o.notification_key"
         " WHERE o.kind = 'lead' AND o.status IN ('pending', 'queued') ORDER BY o.id LIMIT ?"
     ),
+    count_pending_lead_notifications=(
+        "SELECT COUNT(*) FROM notification_outbox WHERE kind = 'lead' AND status IN ('pending', 'queued')"
+    ),
     lead_summaries=(
         "SELECT facebook_lead_id, created_time, source, page_id, form_id, ad_id, ad_name, adset_name, campaign_id,"
         " campaign_name, full_name, email, phone_number, fields_json, is_organic, platform, stored_at"

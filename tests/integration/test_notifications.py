@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import random
 import re
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -160,6 +163,37 @@ def test_hourly_cap_holds_across_minutes(store, storage, smtp, clock):
     handle = [handle_notification(m, deps).outcome for m in _bodies(storage)]
     assert handle.count("sent") == 2 and handle.count("waiting") == 1
     assert store.next_email_slot(clock.now, 5, 2) > clock.now
+
+
+def test_messages_waiting_for_the_cap_wake_spread_over_the_backlog_not_all_at_once(store, storage, smtp, clock):
+    policy = NotifyPolicy(per_minute=1, per_hour=600, max_group=10)  # one email a minute carries 10 leads
+    deps = replace(notify_deps(store, storage, smtp.port, clock, policy=policy), rng=random.Random(3))
+    assert store.reserve_email_slot("taken", "lead", clock.now, 1, 600)  # this minute's slot is gone
+    ids = [str(900400 + n) for n in range(32)]
+    for lead_id in ids:
+        store_lead(store, lead_id)
+        announce(store, deps, lead_id)
+    results = [handle_notification(body, deps) for body in _bodies(storage)]
+    assert [r.outcome for r in results] == ["waiting"] * 32
+    first_free = (store.next_email_slot(clock.now, 1, 600) - clock.now).total_seconds() + 1
+    delays = sorted(r.delay_seconds or 0 for r in results)
+    # 32 leads need 4 emails: the next slot and three more a minute apart.
+    assert first_free <= delays[0] and delays[-1] <= first_free + 3 * 60
+    per_minute = Counter(int((d - first_free) // 60) for d in delays)
+    assert len(per_minute) == 3 and max(per_minute.values()) < 20
+
+
+def test_an_alert_waiting_for_the_cap_takes_the_next_slot(store, storage, smtp, clock):
+    deps = notify_deps(store, storage, smtp.port, clock, policy=NotifyPolicy(per_minute=1, per_hour=600, max_group=10))
+    for n in range(30):
+        store_lead(store, str(900500 + n))  # a backlog of leads does not delay an alert
+    assert store.reserve_email_slot("taken", "alert", clock.now, 1, 600)
+    assert open_incident(store, "token_invalid", {"code": 190})
+    flush_outbox(deps.queues, store, clock.now + timedelta(minutes=5))
+    results = [handle_notification(body, deps) for body in _bodies(storage)]
+    alerts = [r for r in results if r.outcome == "waiting" and not r.key.isdigit()]  # type: ignore[union-attr]
+    first_free = (store.next_email_slot(clock.now, 1, 600) - clock.now).total_seconds() + 1
+    assert alerts and all(r.delay_seconds == first_free for r in alerts)
 
 
 def test_leads_for_another_form_go_to_that_forms_recipients(store, storage, smtp, clock):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ class Azurite:
     queue_port: int
     table_port: int
     location: str
+    owns_location: bool = False
 
     @property
     def connection_string(self) -> str:
@@ -36,6 +38,8 @@ class Azurite:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=5)
+        if self.owns_location:  # a folder it made for itself goes with it
+            shutil.rmtree(self.location, ignore_errors=True)
 
 
 def start_azurite(location: str | None = None) -> Azurite:
@@ -68,7 +72,7 @@ def start_azurite(location: str | None = None) -> Azurite:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    azurite = Azurite(process, blob, queue, table, where)
+    azurite = Azurite(process, blob, queue, table, where, owns_location=location is None)
     try:
         wait_until(lambda: all(port_open(p) for p in (blob, queue, table)), timeout=30, what="Azurite ports")
     except AssertionError:
