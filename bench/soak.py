@@ -286,13 +286,18 @@ def run_soak(config: SoakConfig, workdir: Path | None = None, log: Callable[[str
             thread.join(timeout=max(0.0, stop_at - time.monotonic()))
         log(f"sent {len(created)} leads; waiting for every lead to be stored and announced")
         ids = set(created)
+        mail = Announcements(stack.mail.directory)
+        progress_at = time.monotonic()
         while time.monotonic() < stop_at:
             stored = _stored_ids(stack.db)
-            announced = _announced(stack.mail.directory)
-            if ids <= stored and ids <= set(announced):
+            announced = set(mail.read())
+            if ids <= stored and ids <= announced:
                 break
+            if time.monotonic() >= progress_at:
+                log(f"stored {len(ids & stored)}/{len(ids)}, announced {len(ids & announced)}")
+                progress_at = time.monotonic() + 30
             time.sleep(2)
-        _fill(report, stack, ids)
+        _fill(report, stack, ids, mail.read())
     finally:
         report.seconds = time.monotonic() - started
         stack.close()
@@ -310,19 +315,27 @@ def _stored_ids(db: Path) -> set[str]:
 _LEAD_ID = re.compile(r"Lead id: (\d+)")
 
 
-def _announced(mail_dir: Path) -> Counter[str]:
-    counts: Counter[str] = Counter()
-    for path in mail_dir.glob("*.eml"):
-        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-        body = message.get_body(preferencelist=("plain",))
-        if body is not None:
-            counts.update(_LEAD_ID.findall(body.get_content()))
-    return counts
+class Announcements:
+    """Lead ids in the emails the SMTP sink wrote; each file is parsed once, however often it is read."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._seen: set[Path] = set()
+        self._counts: Counter[str] = Counter()
+
+    def read(self) -> Counter[str]:
+        """How many emails named each lead id so far."""
+        for path in sorted(set(self.directory.glob("*.eml")) - self._seen):
+            message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+            body = message.get_body(preferencelist=("plain",))
+            if body is not None:
+                self._counts.update(_LEAD_ID.findall(body.get_content()))
+            self._seen.add(path)
+        return self._counts
 
 
-def _fill(report: SoakReport, stack: Stack, ids: set[str]) -> None:
+def _fill(report: SoakReport, stack: Stack, ids: set[str], announced: Counter[str]) -> None:
     stored = _stored_ids(stack.db)
-    announced = _announced(stack.mail.directory)
     report.created = len(ids)
     report.stored = len(ids & stored)
     report.lost = len(ids - stored)
