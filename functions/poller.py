@@ -40,5 +40,5 @@ def sweep_dead_letters(timer: func.TimerRequest) -> None:
 
 
 def _figures(report: object) -> dict[str, object]:
-    names = ("forms_checked", "leads_seen", "missing_found", "enqueued", "graph_calls")
+    names = ("forms_checked", "leads_seen", "missing_found", "enqueued", "already_queued", "graph_calls")
     return {name: getattr(report, name) for name in names}

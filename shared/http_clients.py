@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 PER_CALL_SETTINGS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NETRC")
 CA_BUNDLE_SETTINGS = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+POOL_CONNECTIONS = 32
 
 
 def _environment(name: str) -> str:
@@ -50,14 +51,30 @@ def direct_session() -> requests.Session:
 
 
 def storage_transport(connection_timeout: float, read_timeout: float) -> RequestsTransport:
-    """An azure-core transport for the storage clients, with their timeouts and the same environment rule."""
-    from azure.core.pipeline.transport import RequestsTransport
+    """An azure-core transport for the storage clients, with their timeouts and the same environment rule.
 
-    if environment_needs_per_call_lookup():
-        return RequestsTransport(connection_timeout=connection_timeout, read_timeout=read_timeout)
+    Its connection pool holds `POOL_CONNECTIONS` per host (requests keeps 10): one client is shared
+    by every concurrent invocation (16 + 8 with host.json's batch settings), and a smaller pool
+    closes and reopens connections under load. urllib3 retries stay off: the SDK retries itself.
+    """
+    import requests
+    from azure.core.pipeline.transport import RequestsTransport
+    from urllib3.util.retry import Retry
+
+    per_call_lookup = environment_needs_per_call_lookup()
+    session = requests.Session()
+    session.trust_env = per_call_lookup
+    adapter = requests.adapters.HTTPAdapter(
+        pool_maxsize=POOL_CONNECTIONS, max_retries=Retry(total=False, redirect=False, raise_on_status=False)
+    )
+    for scheme in ("http://", "https://"):
+        session.mount(scheme, adapter)
+    options = {} if per_call_lookup else {"connection_verify": ca_bundle()}
     return RequestsTransport(
-        use_env_settings=False,
+        session=session,
+        session_owner=True,
+        use_env_settings=per_call_lookup,
         connection_timeout=connection_timeout,
         read_timeout=read_timeout,
-        connection_verify=ca_bundle(),
+        **options,
     )

@@ -44,6 +44,8 @@ DIMENSIONS = frozenset(
         "leads_seen",
         "missing_found",
         "enqueued",
+        "already_queued",
+        "held_back_seconds",
         "graph_calls",
         "checkpoints",
         "pages",

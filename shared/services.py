@@ -210,6 +210,7 @@ class Services:
             app_id=settings.facebook_app_id,
             overlap_seconds=settings.poll_overlap_seconds,
             grace_seconds=settings.poll_grace_seconds,
+            requeue_after_seconds=settings.poll_requeue_after_seconds,
             window_hours=settings.reconcile_window_hours,
             full_every_seconds=settings.reconcile_every_minutes * 60,
         )

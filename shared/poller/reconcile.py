@@ -5,6 +5,10 @@ so leads still on their way through the webhook are left to it. Once an hour (an
 compares the whole reconciliation window instead. Every lead Meta has that the store does not is
 queued on `leads-inbound` with `source=polling`, carrying the lead it already fetched. A form's
 checkpoint moves only after its missing leads are on the queue; a lease stops overlapping runs.
+A backlog on `leads-inbound` must not multiply itself: the grace is counted from the oldest
+message still waiting there (for up to `MAX_BACKLOG_HOLD_SECONDS`), so leads whose webhook message
+may be behind it are judged later; and a lead the poller queued less than `requeue_after` ago is
+not queued again while its message waits.
 """
 
 from __future__ import annotations
@@ -13,10 +17,10 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared.errors import GraphThrottled, LeadAgentError, TokenInvalid
+from shared.errors import GraphThrottled, LeadAgentError, QueueUnavailable, TokenInvalid
 from shared.graph.client import GraphClient
 from shared.graph.integration import IntegrationMonitor
 from shared.incidents import close_incident, open_incident
@@ -34,6 +38,7 @@ LEASE = "poller"
 FORM_STATUSES = frozenset({"ACTIVE", "ARCHIVED"})
 MAX_MESSAGE_CHARS = 45_000
 CHUNK_SECONDS = 24 * 3600
+MAX_BACKLOG_HOLD_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,7 @@ class PollerConfig:
     window_hours: float = 24.0
     full_every_seconds: float = 3600.0
     lease_seconds: float = 240.0  # shorter than the 5-minute schedule; renewed per form
+    requeue_after_seconds: float = 1800.0
 
 
 @dataclass
@@ -72,6 +78,7 @@ class RunReport:
     leads_seen: int = 0
     missing_found: int = 0
     enqueued: int = 0
+    already_queued: int = 0
     graph_calls: int = 0
     complete: bool = True
     skipped: str | None = None
@@ -106,7 +113,7 @@ def poll_once(deps: PollerDeps, trigger: str = "timer") -> RunReport:
         if not _meta_health(deps, report):
             return report
         now = deps.clock()
-        until = int(now - deps.config.grace_seconds)
+        until = _until(deps, now)
         full = _full_reconcile_due(deps, now)
         window_floor = int(now - deps.config.window_hours * 3600)
         loaded = 0
@@ -229,6 +236,22 @@ def _failed(deps: PollerDeps, report: RunReport, exc: LeadAgentError) -> None:
             log.warning("poller: could not record the polling incident")
 
 
+def _until(deps: PollerDeps, now: float) -> int:
+    """The newest creation time this run judges: `grace` before now, or before the queue's oldest waiting message."""
+    grace = deps.config.grace_seconds
+    until = int(now - grace)
+    try:
+        front = deps.sender.oldest_waiting(LEADS_QUEUE)
+    except QueueUnavailable:
+        log.warning("poller: could not read the queue's front; judging with the plain grace")
+        return until
+    if front is None or front - grace >= until:
+        return until
+    held = max(int(front - grace), int(now - grace - MAX_BACKLOG_HOLD_SECONDS))
+    log.info("poller: ingestion is behind; holding back", extra={"stage": "poll", "held_back_seconds": until - held})
+    return held
+
+
 def _full_reconcile_due(deps: PollerDeps, now: float) -> bool:
     last = (deps.store.get_state("last_full_reconcile") or {}).get("at")
     return last is None or now - float(last) >= deps.config.full_every_seconds
@@ -263,13 +286,22 @@ def _reconcile_form(
     report.leads_seen += len(leads)
     ids = [str(lead.get("id")) for lead in leads if lead.get("id")]
     stored = deps.store.existing_lead_ids(ids)
-    missing = [lead for lead in leads if str(lead.get("id")) not in stored]
+    unstored = [lead for lead in leads if lead.get("id") and str(lead["id"]) not in stored]
+    if not unstored:
+        return
+    now = datetime.fromtimestamp(deps.clock(), tz=UTC)
+    keep_after = now - timedelta(seconds=deps.config.requeue_after_seconds)
+    queued = deps.store.recently_polled([str(lead["id"]) for lead in unstored], keep_after)
+    missing = [lead for lead in unstored if str(lead["id"]) not in queued]
+    report.already_queued += len(unstored) - len(missing)
     report.missing_found += len(missing)
     if not missing:
         return
     texts = [_message_text(page_id, form_id, lead) for lead in missing]
     deps.sender.send_many(LEADS_QUEUE, texts)
     report.enqueued += len(texts)
+    # Recorded after the messages are durable: a failure here costs one extra copy next run, never a lead.
+    deps.store.record_polled([str(lead["id"]) for lead in missing], now, keep_after)
     log.info(
         "poller: queued leads the webhook missed",
         extra={"stage": "poll", "outcome": "enqueued", "form_id": form_id, "count": len(texts)},

@@ -86,6 +86,23 @@ class QueueSender:
         futures = [_POOL.submit(self.send, queue, text) for text in texts]
         return [future.result() for future in futures]
 
+    def oldest_waiting(self, queue: str) -> float | None:
+        """When the message at the front of `queue` was put there (epoch seconds), or None if none waits.
+
+        Only visible messages count: one being processed or delayed for a retry is not waiting.
+        Raises `QueueUnavailable` when the queue cannot be read.
+        """
+        from azure.core.exceptions import AzureError, ResourceNotFoundError
+
+        try:
+            front = self.client(queue).peek_messages(max_messages=1, timeout=int(self._timeout))
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise QueueUnavailable(f"queue {queue} unavailable: {type(exc).__name__}") from exc
+        inserted = front[0].inserted_on if front else None
+        return None if inserted is None else inserted.timestamp()
+
     def ping(self, queue: str) -> None:
         """Raise `QueueUnavailable` unless the queue service answers (creates the queue if missing)."""
         from azure.core.exceptions import AzureError, ResourceNotFoundError

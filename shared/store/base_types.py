@@ -74,6 +74,10 @@ class Statements:
     mark_notification_failed: str
     pending_lead_notifications: str
     count_pending_lead_notifications: str
+    recently_polled: str
+    forget_polled: str
+    insert_polled: str
+    prune_polled: str
     lead_summaries: str
     leads_by_source_between: str
     leads_by_form_between: str

@@ -1,8 +1,9 @@
-"""Coordination between instances: key/value state, leases, incidents, and poller run records."""
+"""Coordination between instances: key/value state, leases, incidents, poller run records and what it queued."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -133,6 +134,30 @@ class CoordinationStore(StoreMixin):
     def release_lease(self, name: str, owner: str) -> None:
         with self._write() as cur:
             cur.execute(self._statements.release_lease, (name, owner))
+
+    def recently_polled(self, ids: Sequence[str], since: datetime) -> set[str]:
+        """Which of `ids` the poller queued at or after `since` (500 at a time)."""
+        found: set[str] = set()
+        unique = list(dict.fromkeys(ids))
+        with self._read() as cur:
+            for start in range(0, len(unique), 500):
+                chunk = unique[start : start + 500]
+                sql = self._statements.recently_polled.format(params=", ".join("?" * len(chunk)))
+                cur.execute(sql, (self.backend.to_db_time(since), *chunk))
+                found.update(str(row[0]) for row in cur.fetchall())
+        return found
+
+    def record_polled(self, ids: Sequence[str], at: datetime, keep_after: datetime) -> None:
+        """Remember that the poller queued `ids` at `at`; forget entries older than `keep_after`."""
+        unique = list(dict.fromkeys(ids))
+        stamp = self.backend.to_db_time(at)
+        with self._write() as cur:
+            for start in range(0, len(unique), 500):
+                chunk = unique[start : start + 500]
+                cur.execute(self._statements.forget_polled.format(params=", ".join("?" * len(chunk))), tuple(chunk))
+                for lead_id in chunk:
+                    cur.execute(self._statements.insert_polled, (lead_id, stamp))
+            cur.execute(self._statements.prune_polled, (self.backend.to_db_time(keep_after),))
 
     def record_poll_run(self, run: PollRun) -> None:
         """Keep a poller/reconciliation run's figures for stats and the digest."""

@@ -241,4 +241,14 @@ MIGRATIONS = (
             "CREATE INDEX ix_failed_events_lead ON failed_events (facebook_lead_id)",
         ),
     ),
+    Migration(
+        6,
+        (
+            f"""CREATE TABLE poll_queued (
+                facebook_lead_id {ID} NOT NULL CONSTRAINT pk_poll_queued PRIMARY KEY,
+                queued_at {TIME} NOT NULL
+            )""",
+            "CREATE INDEX ix_poll_queued_at ON poll_queued (queued_at)",
+        ),
+    ),
 )

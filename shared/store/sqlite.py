@@ -133,6 +133,10 @@ STATEMENTS = Statements(
         " JOIN leads l ON l.facebook_lead_id = o.notification_key"
         " WHERE o.kind = 'lead' AND o.status IN ('pending', 'queued') ORDER BY o.id LIMIT ?"
     ),
+    recently_polled="SELECT facebook_lead_id FROM poll_queued WHERE queued_at >= ? AND facebook_lead_id IN ({params})",
+    forget_polled="DELETE FROM poll_queued WHERE facebook_lead_id IN ({params})",
+    insert_polled="INSERT INTO poll_queued (facebook_lead_id, queued_at) VALUES (?, ?)",
+    prune_polled="DELETE FROM poll_queued WHERE queued_at < ?",
     count_pending_lead_notifications=(
         "SELECT COUNT(*) FROM notification_outbox WHERE kind = 'lead' AND status IN ('pending', 'queued')"
     ),
@@ -348,6 +352,16 @@ MIGRATIONS = (
                 erased_at TEXT NOT NULL
             )""",
             "CREATE INDEX ix_failed_events_lead ON failed_events (facebook_lead_id)",
+        ),
+    ),
+    Migration(
+        6,
+        (
+            """CREATE TABLE poll_queued (
+                facebook_lead_id TEXT PRIMARY KEY,
+                queued_at TEXT NOT NULL
+            )""",
+            "CREATE INDEX ix_poll_queued_at ON poll_queued (queued_at)",
         ),
     ),
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -83,6 +84,42 @@ def test_stored_leads_are_not_queued_again(net, graph):
     net.drain_ingest()
     again = poll_once(net.poller(full_every_seconds=0))
     assert (again.leads_seen, again.missing_found, again.enqueued) == (1, 0, 0)
+
+
+def test_a_lead_still_waiting_on_the_queue_is_not_queued_again_by_the_next_run(net, graph, azurite):
+    lead_at(graph, FORM_1, hours_ago(1))
+    assert poll_once(net.poller()).enqueued == 1
+    again = poll_once(net.poller(full_every_seconds=0))  # ingestion has not caught up yet
+    assert (again.leads_seen, again.missing_found, again.enqueued, again.already_queued) == (1, 0, 0, 1)
+    assert message_count(azurite.connection_string, LEADS_QUEUE) == 1
+
+
+def test_a_lead_queued_longer_ago_than_requeue_after_is_queued_again(net, graph, azurite):
+    lead_at(graph, FORM_1, hours_ago(1))
+    poll_once(net.poller())
+    later = net.poller(full_every_seconds=0, requeue_after_seconds=30)
+    later.clock = lambda: time.time() + 60  # its first copy has waited a minute: maybe it is stuck
+    assert poll_once(later).enqueued == 1
+    assert message_count(azurite.connection_string, LEADS_QUEUE) == 2
+    assert net.drain_ingest() == ["stored", "duplicate"]
+
+
+def test_leads_behind_the_oldest_waiting_message_are_left_for_ingestion_to_reach(net, graph, azurite):
+    backlog = QueueSender(azurite.connection_string)
+    backlog.send(LEADS_QUEUE, json.dumps({"note": "a webhook message ingestion has not reached"}))
+    lead_at(graph, FORM_1, time.time() - 5)  # its webhook message may be behind that one
+
+    def a_minute_later() -> float:  # the plain 10 s grace has long passed
+        return time.time() + 60
+
+    held = net.poller(grace_seconds=10)
+    held.clock = a_minute_later
+    assert (poll_once(held).leads_seen, poll_once(held).enqueued) == (0, 0)
+    drain_json(azurite.connection_string, LEADS_QUEUE)  # ingestion caught up
+    caught_up = net.poller(grace_seconds=10)
+    caught_up.clock = a_minute_later
+    report = poll_once(caught_up)
+    assert (report.leads_seen, report.enqueued) == (1, 1)
 
 
 def test_checkpoint_limits_the_next_run_to_recent_leads(net, graph):

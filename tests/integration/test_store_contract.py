@@ -42,7 +42,7 @@ def add(store: LeadStore, lead_id: str, source: str = "webhook", created: int = 
 
 def test_migrations_are_idempotent(store):
     version = store.schema_version()
-    assert store.migrate() == version >= 5
+    assert store.migrate() == version >= 6
 
 
 def test_new_lead_is_stored_once_with_raw_and_audit_rows(store):
@@ -168,3 +168,12 @@ def test_erasure_removes_the_lead_and_keeps_a_tombstone(store):
     assert count_rows(store, "leads") == 0 and store.has_lead("701")
     assert store.existing_lead_ids(["701"]) == {"701"}
     assert store.erase_lead("702") is None
+
+
+def test_leads_the_poller_queued_are_remembered_until_they_age_out(store):
+    now = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+    store.record_polled(["501", "502"], now - timedelta(minutes=40), keep_after=now - timedelta(hours=1))
+    store.record_polled(["502", "503"], now, keep_after=now - timedelta(minutes=30))  # 502 again; 501 ages out
+    assert store.recently_polled(["501", "502", "503", "504"], now - timedelta(minutes=30)) == {"502", "503"}
+    assert store.recently_polled(["502", "503"], now + timedelta(seconds=1)) == set()
+    assert count_rows(store, "poll_queued") == 2

@@ -50,3 +50,10 @@ def test_storage_clients_carry_their_timeouts_on_the_shared_transport(environmen
     transport = client._client._client._pipeline._transport  # the azure-core transport the SDK calls
     assert transport._use_env_settings is False
     assert (transport.connection_config.timeout, transport.connection_config.read_timeout) == (3, 7)
+
+
+def test_the_storage_transport_pools_enough_connections_for_every_concurrent_invocation(environment):
+    transport = http_clients.storage_transport(5, 15)
+    adapter = transport.session.get_adapter("http://127.0.0.1:10001/")
+    assert adapter._pool_maxsize == http_clients.POOL_CONNECTIONS >= 16 + 8
+    assert adapter.max_retries.total is False  # the SDK's retry policy is the only one

@@ -46,6 +46,7 @@ OPTIONAL_IN_AZURE: dict[str, str] = {
     "RETRY_MAX_SECONDS": "tuning knob with a default",
     "POLL_OVERLAP_SECONDS": "tuning knob with a default",
     "POLL_GRACE_SECONDS": "tuning knob with a default",
+    "POLL_REQUEUE_AFTER_SECONDS": "tuning knob with a default",
     "RECONCILE_WINDOW_HOURS": "tuning knob with a default",
     "RECONCILE_EVERY_MINUTES": "tuning knob with a default",
     "RECONCILE_HTTP_BUDGET_SECONDS": "tuning knob with a default",
