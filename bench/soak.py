@@ -17,6 +17,7 @@ import email
 import email.policy
 import random
 import re
+import shutil
 import signal
 import sqlite3
 import tempfile
@@ -179,9 +180,12 @@ def post(stack: Stack, body: bytes, stop_at: float) -> int:
     return 0
 
 
-def run_soak(config: SoakConfig, workdir: Path | None = None, log: Callable[[str], None] = print) -> SoakReport:
-    """Run the soak and return its report (the stack is stopped at the end)."""
+def run_soak(
+    config: SoakConfig, workdir: Path | None = None, log: Callable[[str], None] = print, keep: bool = False
+) -> SoakReport:
+    """Run the soak and return its report (the stack is stopped; a folder it made is removed unless `keep`)."""
     rng = random.Random(config.seed)
+    owned = workdir is None
     workdir = workdir or Path(tempfile.mkdtemp(prefix="soak-"))
     report = SoakReport()
     started = time.monotonic()
@@ -301,6 +305,10 @@ def run_soak(config: SoakConfig, workdir: Path | None = None, log: Callable[[str
     finally:
         report.seconds = time.monotonic() - started
         stack.close()
+        if owned and not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+        elif owned:
+            log(f"logs, database and emails kept in {workdir}")
     return report
 
 
@@ -356,8 +364,10 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=60.0, help="average leads per second offered")
     parser.add_argument("--scale", type=float, default=1.0, help="fault durations times this (1 = 30 s DB, 60 s SMTP)")
     parser.add_argument("--deadline", type=float, default=3600.0)
+    parser.add_argument("--keep", action="store_true", help="keep the devhost logs, database and emails")
     args = parser.parse_args()
-    report = run_soak(SoakConfig(leads=args.leads, rate=args.rate, scale=args.scale, deadline_seconds=args.deadline))
+    config = SoakConfig(leads=args.leads, rate=args.rate, scale=args.scale, deadline_seconds=args.deadline)
+    report = run_soak(config, keep=args.keep)
     print(report.table())
     return 0 if report.passed else 1
 
