@@ -2,10 +2,10 @@
 
 `requests` with `trust_env` (its default, and azure-core's) looks up the proxy variables, `no_proxy`
 and `~/.netrc` on every request: about a fifth of ingestion CPU in the devhost's profile. The
-environment is read once here instead. Without a proxy or netrc setting (the usual case, in Azure
-and locally) sessions skip those lookups and a CA bundle variable, if set, is applied as the
-verify path; with a proxy or netrc setting they keep `requests`' own per-call behaviour, so
-`no_proxy` still works.
+environment is read once here instead. Without a proxy variable or `NETRC` (the usual case, in
+Azure and locally) sessions skip those lookups, so a `~/.netrc` file is not consulted (no call
+here needs it), and a CA bundle variable, if set, is applied as the verify path; with a proxy
+variable or `NETRC` they keep `requests`' own per-call behaviour, so `no_proxy` still works.
 """
 
 from __future__ import annotations

@@ -204,6 +204,16 @@ class Settings(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _requeue_within_window(self) -> Settings:
+        """A lead the poller declined to queue again must still be in the window when it may be queued again."""
+        again_by = self.poll_requeue_after_seconds + self.reconcile_every_minutes * 60
+        if again_by >= self.reconcile_window_hours * 3600:
+            raise ValueError(
+                "POLL_REQUEUE_AFTER_SECONDS plus RECONCILE_EVERY_MINUTES must be shorter than RECONCILE_WINDOW_HOURS"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _secrets_somewhere(self) -> Settings:
         """Without Key Vault, the three Meta secrets must be app settings."""
         if not self.key_vault_url:

@@ -248,7 +248,8 @@ def _until(deps: PollerDeps, now: float) -> int:
     if front is None or front - grace >= until:
         return until
     held = max(int(front - grace), int(now - grace - MAX_BACKLOG_HOLD_SECONDS))
-    log.info("poller: ingestion is behind; holding back", extra={"stage": "poll", "held_back_seconds": until - held})
+    if until - held > grace:  # a message older than the grace is waiting: ingestion is behind
+        log.info("poller: ingestion is behind; holding back", extra={"stage": "poll", "held_back_seconds": until - held})
     return held
 
 

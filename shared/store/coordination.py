@@ -155,8 +155,7 @@ class CoordinationStore(StoreMixin):
             for start in range(0, len(unique), 500):
                 chunk = unique[start : start + 500]
                 cur.execute(self._statements.forget_polled.format(params=", ".join("?" * len(chunk))), tuple(chunk))
-                for lead_id in chunk:
-                    cur.execute(self._statements.insert_polled, (lead_id, stamp))
+                cur.executemany(self._statements.insert_polled, [(lead_id, stamp) for lead_id in chunk])
             cur.execute(self._statements.prune_polled, (self.backend.to_db_time(keep_after),))
 
     def record_poll_run(self, run: PollRun) -> None:

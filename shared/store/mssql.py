@@ -156,6 +156,7 @@ class MssqlBackend(StoreBackend):
     def write(self) -> Iterator[Any]:
         connection = self._checkout()
         cursor = connection.cursor()
+        cursor.fast_executemany = True  # executemany sends one parameter array, not a round trip per row
         try:
             yield cursor
             connection.commit()
