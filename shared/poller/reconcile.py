@@ -249,7 +249,8 @@ def _until(deps: PollerDeps, now: float) -> int:
         return until
     held = max(int(front - grace), int(now - grace - MAX_BACKLOG_HOLD_SECONDS))
     if until - held > grace:  # a message older than the grace is waiting: ingestion is behind
-        log.info("poller: ingestion is behind; holding back", extra={"stage": "poll", "held_back_seconds": until - held})
+        dims = {"stage": "poll", "held_back_seconds": until - held}
+        log.info("poller: ingestion is behind; holding back", extra=dims)
     return held
 
 
