@@ -27,7 +27,7 @@ class SettingsError(RuntimeError):
 class Settings(BaseModel):
     """Every setting the app reads, with its default. Field aliases are the app-setting names."""
 
-    model_config = ConfigDict(populate_by_name=True, frozen=True, extra="ignore")
+    model_config = ConfigDict(populate_by_name=True, frozen=True, extra="ignore", defer_build=True)
 
     # Meta
     facebook_app_id: str = Field("", alias="FACEBOOK_APP_ID")

@@ -26,7 +26,7 @@ GraphId = Annotated[str, BeforeValidator(_id_as_str), Field(min_length=1, patter
 class Change(BaseModel):
     """One `changes[]` item; `value` stays untyped until the field is known to be `leadgen`."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     field: str = ""
     value: dict[str, Any] | None = None
@@ -35,7 +35,7 @@ class Change(BaseModel):
 class Entry(BaseModel):
     """One `entry[]` item: usually one page, one or many changes."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     id: Annotated[str, BeforeValidator(_id_as_str)] = ""
     time: int | None = None
@@ -45,7 +45,7 @@ class Entry(BaseModel):
 class WebhookEnvelope(BaseModel):
     """The whole POST body: `{"object": "page", "entry": [...]}`."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     object: str
     entry: list[Entry] = Field(default_factory=list)
@@ -54,7 +54,7 @@ class WebhookEnvelope(BaseModel):
 class LeadgenChange(BaseModel):
     """The `value` of a `leadgen` change: ids only, never the answers."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     leadgen_id: GraphId
     page_id: GraphId | None = None

@@ -41,6 +41,8 @@ AnswerValue = Annotated[str, BeforeValidator(_scalar_as_str)]
 class FieldDatum(BaseModel):
     """One answered question: `{"name": key, "values": [...]}`; values may be empty or several."""
 
+    model_config = ConfigDict(defer_build=True)
+
     name: str = Field(min_length=1)
     values: list[AnswerValue] = Field(default_factory=list)
 
@@ -53,7 +55,7 @@ class FieldDatum(BaseModel):
 class DisclaimerResponse(BaseModel):
     """A custom disclaimer checkbox; `is_checked` is `"1"` or `""` at Meta."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     checkbox_key: str
     is_checked: AnswerValue | None = None
@@ -74,7 +76,7 @@ def parse_graph_time(value: object) -> object:
 class GraphLead(BaseModel):
     """A lead fetched from `GET /{lead-id}`; ad fields are absent for organic and test leads."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     id: GraphId
     created_time: Annotated[datetime, BeforeValidator(parse_graph_time)]
@@ -100,6 +102,8 @@ class GraphLead(BaseModel):
 
 class NormalisedLead(BaseModel):
     """What the store keeps for one lead: ids, normalised contact fields and every answer."""
+
+    model_config = ConfigDict(defer_build=True)
 
     facebook_lead_id: str
     page_id: str | None

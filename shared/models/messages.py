@@ -21,7 +21,7 @@ def utc_now() -> datetime:
 class LeadMessage(BaseModel):
     """One lead to ingest. `attempt` counts our own delayed retries (not the host's dequeue count)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     v: int = MESSAGE_VERSION
     kind: Literal["lead"] = "lead"
@@ -53,6 +53,8 @@ class DeadLetterInfo(BaseModel):
     it twice writes one row.
     """
 
+    model_config = ConfigDict(defer_build=True)
+
     id: str = Field(default_factory=new_dead_letter_id)
     reason: str
     stage: Literal["webhook", "ingest", "notify"]
@@ -65,6 +67,8 @@ class DeadLetterInfo(BaseModel):
 
 class DeadLetter(BaseModel):
     """The body we put on `<queue>-poison`: the reason, and the message or raw body that failed."""
+
+    model_config = ConfigDict(defer_build=True)
 
     dead_letter: DeadLetterInfo
     message: dict[str, Any] | None = None

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Literal
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from shared.errors import LeadAgentError, PermanentError, StoreUnavailable, TransientError
 from shared.ingest.retry import retry_delay
@@ -56,6 +56,8 @@ STUCK_AFTER = timedelta(minutes=10)
 class Receipt(BaseModel):
     """An email the provider accepted whose `sent` record could not be written yet."""
 
+    model_config = ConfigDict(defer_build=True)
+
     claim_id: str
     keys: list[str]
     provider_id: str
@@ -63,6 +65,8 @@ class Receipt(BaseModel):
 
 class NotificationMessage(BaseModel):
     """The `notifications` queue message: what to announce and how many sends were tried."""
+
+    model_config = ConfigDict(defer_build=True)
 
     v: int = 1
     kind: Kind
