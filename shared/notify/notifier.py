@@ -128,7 +128,7 @@ def enqueue_notification(queues: QueueSender, store: LeadStore, kind: Kind, key:
 
 
 def flush_outbox(queues: QueueSender, store: LeadStore, now: datetime, grace: timedelta = timedelta(minutes=1)) -> int:
-    """Queue every outbox row that never got its message (and re-queue ones queued 30+ minutes ago)."""
+    """Queue every outbox row that never got its message, and again any whose message is 30+ minutes overdue."""
     due = store.outbox_due(now - grace, now - timedelta(minutes=30))
     for kind, key in due:
         enqueue_notification(queues, store, kind, key)  # type: ignore[arg-type]
@@ -148,7 +148,8 @@ def handle_notification(body: bytes, deps: NotifyDeps) -> NotifyResult:
     try:
         return _handle(message, deps)
     except StoreUnavailable as exc:  # the database is away: wait without using an attempt
-        return _requeue(message, deps, STORE_RECHECK_SECONDS, "waiting", reason=f"StoreUnavailable: {exc}"[:300])
+        reason = f"StoreUnavailable: {exc}"[:300]
+        return _requeue(message, deps, STORE_RECHECK_SECONDS, "waiting", reason=reason, store_away=True)
 
 
 def _handle(message: NotificationMessage, deps: NotifyDeps) -> NotifyResult:
@@ -344,9 +345,15 @@ def _requeue(
     outcome: Outcome,
     attempt: int | None = None,
     reason: str | None = None,
+    store_away: bool = False,
 ) -> NotifyResult:
     update: dict[str, object] = {} if attempt is None else {"attempt": attempt, "last_error": reason}
     deps.queues.send(NOTIFICATIONS_QUEUE, message.model_copy(update=update).to_text(), delay_seconds=delay)
+    if not store_away:
+        # The outbox row learns when its message is due, so the flush does not copy a message that waits.
+        # Best effort: without it the flush makes one harmless extra copy (the claim stops a second email).
+        with suppress(StoreUnavailable):
+            deps.store.mark_outbox_queued(message.kind, message.key, deps.clock() + timedelta(seconds=delay))
     return NotifyResult(outcome, message.key, delay_seconds=delay, reason=reason)
 
 

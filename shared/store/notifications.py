@@ -72,10 +72,15 @@ class NotificationStore(StoreMixin):
         with self._write() as cur:
             cur.execute(self._statements.mark_outbox, (status, self._now(), kind, key))
 
-    def mark_outbox_queued(self, kind: str, key: str) -> None:
-        """Note that the row's queue message went out (never overwrites `sent` or `failed`)."""
+    def mark_outbox_queued(self, kind: str, key: str, due: datetime | None = None) -> None:
+        """Note that the row's queue message went out, due now or at `due` (never overwrites `sent` or `failed`).
+
+        The outbox flush re-queues a `queued` row only well after it was due, so a message waiting
+        out a long delay (an email cap) is not copied while it waits.
+        """
+        stamp = self._now() if due is None else self.backend.to_db_time(due)
         with self._write() as cur:
-            cur.execute(self._statements.mark_outbox_queued, (self._now(), kind, key))
+            cur.execute(self._statements.mark_outbox_queued, (stamp, kind, key))
 
     def outbox_due(
         self, pending_older_than: datetime, queued_older_than: datetime, limit: int = 500

@@ -196,6 +196,18 @@ def test_an_alert_waiting_for_the_cap_takes_the_next_slot(store, storage, smtp, 
     assert alerts and all(r.delay_seconds == first_free for r in alerts)
 
 
+def test_the_outbox_flush_does_not_copy_a_lead_email_waiting_out_the_hourly_cap(store, storage, smtp, clock):
+    deps = notify_deps(store, storage, smtp.port, clock, policy=NotifyPolicy(per_minute=5, per_hour=1, max_group=10))
+    assert store.reserve_email_slot("taken", "lead", clock.now, 5, 1)  # this hour's one email is gone
+    store_lead(store, "900601")
+    announce(store, deps, "900601")
+    [waiting] = [handle_notification(body, deps) for body in _bodies(storage)]
+    assert waiting.outcome == "waiting" and (waiting.delay_seconds or 0) > 45 * 60
+    assert flush_outbox(deps.queues, store, clock.now + timedelta(minutes=40)) == 0  # its message still waits
+    overdue = clock.now + timedelta(seconds=waiting.delay_seconds or 0) + timedelta(minutes=31)
+    assert flush_outbox(deps.queues, store, overdue) == 1  # lost or stuck by then: queued again
+
+
 def test_leads_for_another_form_go_to_that_forms_recipients(store, storage, smtp, clock):
     recipients = Recipients(default=("sales@agent.test",), routes={"form:100000000000101": ("solar-team@agent.test",)})
     deps = notify_deps(store, storage, smtp.port, clock, recipients=recipients)
