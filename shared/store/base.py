@@ -189,16 +189,8 @@ class LeadStore(NotificationStore, OpsStatsStore, FailedEventStore, Coordination
             self._bump(cur, "duplicates")
 
     def existing_lead_ids(self, ids: Sequence[str]) -> set[str]:
-        """Which of `ids` are stored (unique-index lookups, 500 at a time)."""
-        found: set[str] = set()
-        unique = list(dict.fromkeys(ids))
-        with self._read() as cur:
-            for start in range(0, len(unique), 500):
-                chunk = unique[start : start + 500]
-                sql = self._statements.existing_lead_ids.format(params=", ".join("?" * len(chunk)))
-                cur.execute(sql, tuple(chunk) * 2)
-                found.update(str(row[0]) for row in cur.fetchall())
-        return found
+        """Which of `ids` are stored or erased (unique-index lookups, 500 at a time)."""
+        return self._ids_found(self._statements.existing_lead_ids, ids, lambda chunk: tuple(chunk) * 2)
 
     def lead_routing(self, facebook_lead_id: str) -> dict[str, str | None] | None:
         """The page, form and ad ids of a stored lead (to re-queue it), or None."""

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.store.mixin import StoreMixin
+from shared.store.mixin import ID_CHUNK, StoreMixin
 from shared.store.timefmt import iso_utc
 
 
@@ -137,23 +137,16 @@ class CoordinationStore(StoreMixin):
 
     def recently_polled(self, ids: Sequence[str], since: datetime) -> set[str]:
         """Which of `ids` the poller queued at or after `since` (500 at a time)."""
-        found: set[str] = set()
-        unique = list(dict.fromkeys(ids))
-        with self._read() as cur:
-            for start in range(0, len(unique), 500):
-                chunk = unique[start : start + 500]
-                sql = self._statements.recently_polled.format(params=", ".join("?" * len(chunk)))
-                cur.execute(sql, (self.backend.to_db_time(since), *chunk))
-                found.update(str(row[0]) for row in cur.fetchall())
-        return found
+        stamp = self.backend.to_db_time(since)
+        return self._ids_found(self._statements.recently_polled, ids, lambda chunk: (stamp, *chunk))
 
     def record_polled(self, ids: Sequence[str], at: datetime, keep_after: datetime) -> None:
         """Remember that the poller queued `ids` at `at`; forget entries older than `keep_after`."""
         unique = list(dict.fromkeys(ids))
         stamp = self.backend.to_db_time(at)
         with self._write() as cur:
-            for start in range(0, len(unique), 500):
-                chunk = unique[start : start + 500]
+            for start in range(0, len(unique), ID_CHUNK):
+                chunk = unique[start : start + ID_CHUNK]
                 cur.execute(self._statements.forget_polled.format(params=", ".join("?" * len(chunk))), tuple(chunk))
                 cur.executemany(self._statements.insert_polled, [(lead_id, stamp) for lead_id in chunk])
             cur.execute(self._statements.prune_polled, (self.backend.to_db_time(keep_after),))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
 
 from shared.store.base_types import Cursor, Statements, StoreBackend
+
+ID_CHUNK = 500  # ids per `IN (...)` list: well under SQL Server's 2,100 parameters, twice over
 
 
 class StoreMixin:
@@ -28,3 +31,19 @@ class StoreMixin:
 
     def _now(self) -> Any:
         return self.backend.to_db_time(datetime.now(UTC))
+
+    def _ids_found(
+        self, statement: str, ids: Sequence[str], params: Callable[[list[str]], tuple[Any, ...]] = tuple
+    ) -> set[str]:
+        """The first column of `statement`'s rows for `ids`, asked 500 ids at a time.
+
+        `statement` holds an `{params}` placeholder list; `params` turns a chunk into its parameters.
+        """
+        found: set[str] = set()
+        unique = list(dict.fromkeys(ids))
+        with self._read() as cur:
+            for start in range(0, len(unique), ID_CHUNK):
+                chunk = unique[start : start + ID_CHUNK]
+                cur.execute(statement.format(params=", ".join("?" * len(chunk))), params(chunk))
+                found.update(str(row[0]) for row in cur.fetchall())
+        return found

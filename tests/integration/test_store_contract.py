@@ -177,3 +177,13 @@ def test_leads_the_poller_queued_are_remembered_until_they_age_out(store):
     assert store.recently_polled(["501", "502", "503", "504"], now - timedelta(minutes=30)) == {"502", "503"}
     assert store.recently_polled(["502", "503"], now + timedelta(seconds=1)) == set()
     assert count_rows(store, "poll_queued") == 2
+
+
+def test_id_lookups_answer_for_more_ids_than_one_statement_takes(store):
+    asked = [str(700_000 + n) for n in range(1_200)]  # three chunks of at most 500
+    for lead_id in (asked[0], asked[600], asked[-1]):
+        add(store, lead_id)
+    assert store.existing_lead_ids(asked) == {asked[0], asked[600], asked[-1]}
+    now = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+    store.record_polled(asked, now, keep_after=now - timedelta(minutes=30))
+    assert store.recently_polled([*asked, "799999"], now) == set(asked)
