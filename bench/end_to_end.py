@@ -10,7 +10,7 @@ Both run on the real system (ingestion and email sending on; only the poller tim
    delay, so they all appear at once on an idle devhost; leads/s = N / (last `stored_at` - first).
    Measured twice, each on a fresh stack: on the whole system, and on a devhost with `send_notification` and
    `flush_outbox` disabled (capture alone; notifications stay queued). Reference, same run:
-   `LeadStore.store_lead` of the same kind of leads in-process, one thread, on a fresh SQLite file
+   `Store.store_lead` of the same kind of leads in-process, one thread, on a fresh SQLite file
    (the database's own insert rate).
 The devhost CPU per lead comes from `/proc` (it holds on a shared machine where wall times do not).
 
@@ -51,7 +51,7 @@ from shared.models.lead import LEAD_FIELDS, GraphLead
 from shared.models.messages import LeadMessage
 from shared.queues.names import LEADS_QUEUE
 from shared.queues.sender import QueueSender
-from shared.store.base import LeadStore
+from shared.store import Store
 from shared.store.sqlite import SqliteBackend
 
 NOTIFIER_OFF = {"AzureWebJobs.send_notification.Disabled": "true", "AzureWebJobs.flush_outbox.Disabled": "true"}
@@ -178,7 +178,7 @@ def measure_capacity(stack: Stack, name: str, leads: int, already: int, timeout:
 
 
 def bare_store_rate(leads: int) -> float:
-    """Leads per second `LeadStore.store_lead` commits in-process, one thread, on a fresh SQLite file."""
+    """Leads per second `Store.store_lead` commits in-process, one thread, on a fresh SQLite file."""
     sandbox = SandboxGraph(["reference-token"], page_ids=[PAGE])
     rng = random.Random(9)
     prepared = []
@@ -189,11 +189,11 @@ def bare_store_rate(leads: int) -> float:
         message = LeadMessage.model_validate_json(webhook_message(lead_id, form))
         prepared.append((normalise_lead(GraphLead.model_validate(raw), message), message.event, raw))
     with tempfile.TemporaryDirectory(prefix="bench-store-") as folder:
-        store = LeadStore(SqliteBackend(str(Path(folder) / "leads.db")))
+        store = Store(SqliteBackend(str(Path(folder) / "leads.db")))
         store.migrate()
         started = time.perf_counter()
         for lead, event, raw in prepared:
-            store.store_lead(lead, event, raw, {"attempt": 0})
+            store.leads.store_lead(lead, event, raw, {"attempt": 0})
         return leads / (time.perf_counter() - started)
 
 
@@ -231,7 +231,7 @@ def print_report(latency: Latency, capacities: list[Capacity], reference_rate: f
             f" Azurite {capacity.azurite_cpu / max(capacity.stored, 1) * 1000:.1f} ms;"
             f" load average {capacity.load_average:.1f}{note}"
         )
-    print(f"  reference: bare LeadStore.store_lead in-process, one thread: {reference_rate:.0f} leads/s")
+    print(f"  reference: bare Store.store_lead in-process, one thread: {reference_rate:.0f} leads/s")
     print(f"  target ≥ {TARGET_CAPACITY:g} leads/s (whole system): {verdict(capacities[0].rate >= TARGET_CAPACITY)}")
 
 

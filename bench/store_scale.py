@@ -1,11 +1,11 @@
 """Store cost at scale: `store_lead` per lead and the stats / last-leads routes with 10 k and 1 M leads in SQLite.
 
-Each database gets the real schema (`LeadStore.migrate`), then N leads written in bulk in one
+Each database gets the real schema (`Store.migrate`), then N leads written in bulk in one
 transaction exactly as `store_lead` would have written them (a `leads` row, a `raw_leads` row with
 the webhook event and Graph answer, a `stored` audit row, and the `source:webhook` running counter),
 created over the last year. Then, alternating between the sizes so machine noise hits both: 500
-new leads through `LeadStore.store_lead` (with the notification outbox row, as ingestion writes
-it), and 50 calls each of `shared.stats.overview` (`GET /api/stats`), `store.last_leads(10)`
+new leads through `Store.store_lead` (with the notification outbox row, as ingestion writes
+it), and 50 calls each of `shared.stats.overview` (`GET /api/stats`), `store.leads.last_leads(10)`
 (`GET /api/ops/last-leads`) and `shared.stats.ingestion` (`GET /api/stats/ingestion`, for
 information). For realism, the largest database is then served by a devhost and the three routes
 are called over HTTP, next to `GET /api/openapi.yaml` (a static answer) as the HTTP reference.
@@ -41,7 +41,8 @@ from shared import stats
 from shared.ingest.transform import normalise_lead
 from shared.models.lead import LEAD_FIELDS, GraphLead, NormalisedLead
 from shared.models.messages import LeadMessage
-from shared.store.base import LeadStore
+from shared.store import Store
+from shared.store.schema import utf16_length
 from shared.store.sqlite import SqliteBackend
 
 TARGET_SCALE_RATIO = 1.3
@@ -130,6 +131,7 @@ def bulk_insert(path: Path, rows: Iterable[LeadRow], source: str = "webhook", ch
     """
     shapes = templates()
     conn = sqlite3.connect(path, isolation_level=None)
+    conn.create_function("utf16_length", 1, utf16_length, deterministic=True)  # the schema's length checks
     conn.execute("PRAGMA synchronous=OFF")
     conn.execute("PRAGMA cache_size=-262144")  # 256 MiB
     written = 0
@@ -203,8 +205,8 @@ def _write(conn: sqlite3.Connection, batch: list[LeadRow], shapes: list[Template
     return len(batch)
 
 
-def migrated_store(path: Path) -> LeadStore:
-    store = LeadStore(SqliteBackend(str(path)))
+def migrated_store(path: Path) -> Store:
+    store = Store(SqliteBackend(str(path)))
     store.migrate()
     return store
 
@@ -215,7 +217,7 @@ class Size:
 
     leads: int
     path: Path
-    store: LeadStore
+    store: Store
     build_seconds: float
     megabytes: float
     store_lead: list[float] = field(default_factory=list)
@@ -242,9 +244,9 @@ def timed(call: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
-ROUTES: dict[str, Callable[[LeadStore], object]] = {
+ROUTES: dict[str, Callable[[Store], object]] = {
     "GET /api/stats": stats.overview,
-    "GET /api/ops/last-leads": lambda store: store.last_leads(10),
+    "GET /api/ops/last-leads": lambda store: store.leads.last_leads(10),
     "GET /api/stats/ingestion": lambda store: stats.ingestion(store, 24, lambda form: None),
 }
 
@@ -255,7 +257,7 @@ def measure(sizes: list[Size], new_leads: int, repetitions: int) -> None:
     fresh = realistic_leads(new_leads * len(sizes) + 20 * len(sizes), seed=2)
     for size in sizes:  # warm-up, not measured: connection, statement cache, pages
         for lead, event, raw in (fresh.pop() for _ in range(20)):
-            size.store.store_lead(lead, event, raw, {"attempt": 0}, notify=True)
+            size.store.leads.store_lead(lead, event, raw, {"attempt": 0}, notify=True)
         for route in ROUTES.values():
             route(size.store)
     for _ in range(rounds):
@@ -263,7 +265,7 @@ def measure(sizes: list[Size], new_leads: int, repetitions: int) -> None:
             for _ in range(new_leads // rounds):
                 lead, event, raw = fresh.pop()
                 size.store_lead.append(
-                    timed(lambda: size.store.store_lead(lead, event, raw, {"attempt": 0}, notify=True))  # noqa: B023
+                    timed(lambda: size.store.leads.store_lead(lead, event, raw, {"attempt": 0}, notify=True))  # noqa: B023
                 )
             for name, route in ROUTES.items():
                 for _ in range(repetitions // rounds):

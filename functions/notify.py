@@ -47,5 +47,5 @@ def daily_digest(timer: func.TimerRequest) -> None:
     if services.settings.email_sender == "none":
         return
     key = digest_key(datetime.now(UTC))
-    if services.store.add_outbox("digest", key):
+    if services.store.outbox.add_outbox("digest", key):
         enqueue_notification(services.sender, services.store, "digest", key)

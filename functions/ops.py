@@ -27,10 +27,10 @@ def ops_last_leads(req: func.HttpRequest) -> func.HttpResponse:
     if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LAST_LEADS:
         return json_response({"error": f"limit must be a whole number from 1 to {MAX_LAST_LEADS}"}, 400)
     try:
-        leads = get_services().store.last_leads(int(raw))
+        leads = get_services().store.leads.last_leads(int(raw))
     except StoreUnavailable:
         return json_response({"error": "database unavailable"}, 503)
-    return json_response({"leads": leads})
+    return json_response({"leads": [lead.ops_view() for lead in leads]})
 
 
 @bp.function_name("ops_failed_events")
@@ -98,7 +98,7 @@ def ops_erase_lead(req: func.HttpRequest) -> func.HttpResponse:
     if not (lead_id.isascii() and lead_id.isdigit()) or len(lead_id) > 32:
         return json_response({"error": "unknown lead id"}, 404)
     try:
-        changed = get_services().store.erase_lead(lead_id)
+        changed = get_services().store.leads.erase_lead(lead_id)
     except StoreUnavailable:
         return json_response({"error": "database unavailable"}, 503)
     if changed is None:

@@ -74,6 +74,13 @@ class PermanentError(LeadAgentError):
     """Retrying cannot help: the event becomes a dead letter with this reason."""
 
 
+class StoreRefused(PermanentError):
+    """The database will never take this write (a value too long or of the wrong type for its column).
+
+    The message names the table and column or constraint only, never the value (it may be lead data).
+    """
+
+
 class LeadNotFetchable(PermanentError):
     """Graph says the lead does not exist or cannot be read (100/33): bad id, Leads Access, expiry."""
 

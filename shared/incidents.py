@@ -10,28 +10,28 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from shared.logs import get_logger
-from shared.store.base import LeadStore
+from shared.store import Store
 
 log = get_logger(__name__)
 
 IncidentKind = Literal["token_invalid", "subscription_lost", "polling_failing", "dead_letters_growing", "silence"]
 
 
-def open_incident(store: LeadStore, kind: IncidentKind, detail: dict[str, Any]) -> bool:
+def open_incident(store: Store, kind: IncidentKind, detail: dict[str, Any]) -> bool:
     """Mark `kind` open; True only on the transition (the caller alerts then, not on repeats)."""
-    opened = store.open_incident(kind, detail)
+    opened = store.coordination.open_incident(kind, detail)
     if opened:
         log.error("incident opened: %s", kind, extra={"stage": "incident", "outcome": "opened", "kind": kind})
     return opened
 
 
-def close_incident(store: LeadStore, kind: IncidentKind, detail: dict[str, Any] | None = None) -> bool:
+def close_incident(store: Store, kind: IncidentKind, detail: dict[str, Any] | None = None) -> bool:
     """Mark `kind` resolved; True only on the transition (the recovery alert)."""
-    resolved = store.resolve_incident(kind, detail)
+    resolved = store.coordination.resolve_incident(kind, detail)
     if resolved:
         log.warning("incident resolved: %s", kind, extra={"stage": "incident", "outcome": "resolved", "kind": kind})
     return resolved
 
 
-def is_open(store: LeadStore, kind: IncidentKind) -> bool:
-    return bool(store.incidents().get(kind, {}).get("open"))
+def is_open(store: Store, kind: IncidentKind) -> bool:
+    return store.coordination.incident_open(kind)

@@ -31,8 +31,8 @@ from shared.queues.sweep import SweepReport, sweep_poison_queues
 from shared.ratelimit import RateLimiter
 from shared.secrets import SecretProvider
 from shared.settings import Settings, get_settings
-from shared.store.base import LeadStore
-from shared.store.base_types import StoreBackend
+from shared.store import Store
+from shared.store.backend import Backend
 from shared.watch import WatchReport, watch
 
 log = get_logger(__name__)
@@ -43,7 +43,7 @@ class Services:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._store: LeadStore | None = None
+        self._store: Store | None = None
         self._store_lock = threading.Lock()
 
     @property
@@ -96,7 +96,7 @@ class Services:
         )
 
     @property
-    def store(self) -> LeadStore:
+    def store(self) -> Store:
         """The store; its schema is migrated on first use, so building it never touches the database.
 
         A database that is down surfaces as `StoreUnavailable` from the operation that needed it,
@@ -104,10 +104,10 @@ class Services:
         """
         with self._store_lock:
             if self._store is None:
-                self._store = LeadStore(self._backend(), migrate_on_first_use=True)
+                self._store = Store(self._backend(), migrate_on_first_use=True)
             return self._store
 
-    def _backend(self) -> StoreBackend:
+    def _backend(self) -> Backend:
         """SQLite locally; Azure SQL (pyodbc, imported only here) when `STORE_BACKEND=mssql`."""
         settings = self.settings
         if settings.store_backend == "mssql":
@@ -172,7 +172,7 @@ class Services:
 
     def form_name(self, form_id: str) -> str | None:
         """A form's name as the poller last saw it (None until then)."""
-        forms = self.store.get_state("forms") or {}
+        forms = self.store.coordination.get_state("forms") or {}
         name = forms.get(form_id)
         return str(name) if name else None
 
@@ -246,10 +246,10 @@ class Services:
         )
 
     def list_failed_events(self, status: str, limit: int) -> list[dict[str, Any]]:
-        """Dead letters, after a sweep so a fresh poison message is listed too (sweep failures tolerated)."""
+        """Dead letters in the ops shape, after a sweep so a fresh poison message is listed too."""
         with suppress(QueueUnavailable):
             self.sweep()
-        return self.store.list_failed_events(status, limit)
+        return [event.as_json() for event in self.store.failed_events.list_failed_events(status, limit)]
 
     def count_ignored(self, kind: str, n: int) -> None:
         self.counters.increment(f"webhook_ignored:{kind}", n)

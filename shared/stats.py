@@ -11,7 +11,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared.store.base import LeadStore, iso_utc
+from shared.store import Store
+from shared.store.leads import iso_utc
 
 SOURCES = ("webhook", "polling", "reprocess")
 
@@ -24,43 +25,43 @@ def _pct(values: list[float], pct: float) -> float | None:
     return round(ordered[rank] * 1000, 1)
 
 
-def overview(store: LeadStore, now: datetime | None = None) -> dict[str, Any]:
+def overview(store: Store, now: datetime | None = None) -> dict[str, Any]:
     """`GET /api/stats`."""
     now = now or datetime.now(UTC)
     day_ago = now - timedelta(hours=24)
-    counters = store.counters()
+    counters = store.stats.counters()
     by_source = {source: counters.get(f"source:{source}", 0) for source in SOURCES}
-    stored = store.count_audit("stored", day_ago, now)
-    dead = store.count_audit("dead_lettered", day_ago, now)
-    last_created, last_stored = store.last_lead_times()
+    stored = store.stats.count_audit("stored", day_ago, now)
+    dead = store.stats.count_audit("dead_lettered", day_ago, now)
+    last_created, last_stored = store.stats.last_lead_times()
     return {
         "leads_total": sum(v for k, v in counters.items() if k.startswith("source:")),
         "by_source": by_source,
         "duplicates_ignored": counters.get("duplicates", 0),
-        "failed_events_open": store.count_failed_events("open"),
+        "failed_events_open": store.stats.count_failed_events("open"),
         "success_rate": None if stored + dead == 0 else round(stored / (stored + dead), 4),
         "last_lead_at": None if last_created is None else iso_utc(last_created),
         "last_stored_at": None if last_stored is None else iso_utc(last_stored),
-        "leads_last_24h": store.count_leads(day_ago, now),
-        "notifications_sent_last_24h": store.count_notifications_sent(day_ago, now),
+        "leads_last_24h": store.stats.count_leads(day_ago, now),
+        "notifications_sent_last_24h": store.stats.count_notifications_sent(day_ago, now),
         "generated_at": iso_utc(now),
     }
 
 
 def ingestion(
-    store: LeadStore, hours: float, form_name: Callable[[str], str | None], now: datetime | None = None
+    store: Store, hours: float, form_name: Callable[[str], str | None], now: datetime | None = None
 ) -> dict[str, Any]:
     """`GET /api/stats/ingestion?hours=N`: webhook vs polling per hour and per form, and accuracy."""
     now = now or datetime.now(UTC)
     start = now - timedelta(hours=hours)
     per_hour: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(SOURCES, 0))
-    for hour, source, count in store.leads_by_hour_and_source(start, now):
+    for hour, source, count in store.stats.leads_by_hour_and_source(start, now):
         per_hour[hour][source] = per_hour[hour].get(source, 0) + count
     per_form: dict[str | None, dict[str, int]] = defaultdict(lambda: dict.fromkeys(SOURCES, 0))
-    for form, source, count in store.leads_by_form_and_source(start, now):
+    for form, source, count in store.stats.leads_by_form_and_source(start, now):
         per_form[form][source] = per_form[form].get(source, 0) + count
-    poll = store.poll_figures(start, now)
-    total = store.count_leads(start, now)
+    poll = store.stats.poll_figures(start, now)
+    total = store.stats.count_leads(start, now)
     return {
         "window_hours": hours,
         "per_hour": [{"hour": f"{hour}:00:00Z", **counts} for hour, counts in sorted(per_hour.items())],
@@ -68,11 +69,11 @@ def ingestion(
             {"form_id": form, "form_name": form_name(form) if form else None, **counts, "total": sum(counts.values())}
             for form, counts in sorted(per_form.items(), key=lambda item: -sum(item[1].values()))
         ],
-        "duplicates": store.count_audit("duplicate", start, now),
-        "retries": store.count_audit("ingest_retry", start, now),
+        "duplicates": store.stats.count_audit("duplicate", start, now),
+        "retries": store.stats.count_audit("ingest_retry", start, now),
         "dead_letters": {
-            "open": store.count_failed_events("open"),
-            "new_in_window": store.count_failed_since(start, now),
+            "open": store.stats.count_failed_events("open"),
+            "new_in_window": store.stats.count_failed_since(start, now),
         },
         "reconciliation": {
             "poll_runs": poll.runs,
@@ -84,20 +85,21 @@ def ingestion(
     }
 
 
-def notifications(store: LeadStore, hours: float, now: datetime | None = None) -> dict[str, Any]:
+def notifications(store: Store, hours: float, now: datetime | None = None) -> dict[str, Any]:
     """`GET /api/stats/notifications?hours=N`: sent, grouped, retried, failed, latency percentiles."""
     now = now or datetime.now(UTC)
     start = now - timedelta(hours=hours)
-    emails, leads, grouped = store.notification_figures(start, now)
-    latencies = store.notification_latencies(start, now)
+    figures = store.stats.notification_figures(start, now)
+    emails, leads, grouped = figures.emails, figures.leads, figures.grouped
+    latencies = store.stats.notification_latencies(start, now)
     return {
         "window_hours": hours,
         "emails_sent": emails,
         "leads_notified": leads,
         "grouped_emails": grouped,
-        "retries": store.count_audit("notify_retry", start, now),
-        "failed": store.count_notifications_failed(),
-        "pending": store.count_outbox_pending(),
+        "retries": store.stats.count_audit("notify_retry", start, now),
+        "failed": store.stats.count_notifications_failed(),
+        "pending": store.stats.count_outbox_pending(),
         "latency_ms": {
             "p50": _pct(latencies, 50),
             "p95": _pct(latencies, 95),

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from shared.incidents import close_incident, open_incident
-from shared.store.base import LeadStore
+from shared.store import Store
 
 BASELINE_DAYS = 7
 
@@ -22,18 +22,18 @@ class WatchReport:
 
 
 def watch(
-    store: LeadStore, now: datetime, dead_letter_threshold: int, silence_hours: float, min_expected: float
+    store: Store, now: datetime, dead_letter_threshold: int, silence_hours: float, min_expected: float
 ) -> WatchReport:
     """Open or resolve `dead_letters_growing` and `silence` from current counts."""
-    open_count = store.count_failed_events("open")
+    open_count = store.stats.count_failed_events("open")
     if open_count >= dead_letter_threshold:
         open_incident(store, "dead_letters_growing", {"count": open_count, "threshold": dead_letter_threshold})
     else:
         close_incident(store, "dead_letters_growing", {"count": open_count})
 
     window = timedelta(hours=silence_hours)
-    recent = store.count_leads(now - window, now)
-    baseline_total = store.count_leads(now - timedelta(days=BASELINE_DAYS) - window, now - window)
+    recent = store.stats.count_leads(now - window, now)
+    baseline_total = store.stats.count_leads(now - timedelta(days=BASELINE_DAYS) - window, now - window)
     windows_in_baseline = (timedelta(days=BASELINE_DAYS) / window) or 1
     expected = baseline_total / windows_in_baseline
     if recent == 0 and expected >= min_expected > 0:

@@ -15,7 +15,7 @@ from typing import Any
 from shared.errors import IntegrationPaused, TokenInvalid, TransientError
 from shared.incidents import close_incident, open_incident
 from shared.logs import get_logger
-from shared.store.base import LeadStore
+from shared.store import Store
 
 log = get_logger(__name__)
 
@@ -27,7 +27,7 @@ class IntegrationMonitor:
 
     def __init__(
         self,
-        store: Callable[[], LeadStore],
+        store: Callable[[], Store],
         recheck_seconds: float = 60.0,
         refresh_seconds: float = 5.0,
         clock: Callable[[], float] = time.time,
@@ -46,7 +46,7 @@ class IntegrationMonitor:
             if now - self._read_at < self._refresh:
                 return self._cached
         try:
-            state = self._store().get_state(STATE_KEY) or {}
+            state = self._store().coordination.get_state(STATE_KEY) or {}
         except TransientError:
             state = self._cached
         with self._lock:
@@ -66,10 +66,10 @@ class IntegrationMonitor:
         state = {"status": "invalid", "since": now, "recheck_at": now + self._recheck, **detail}
         try:
             store = self._store()
-            previous = store.get_state(STATE_KEY) or {}
+            previous = store.coordination.get_state(STATE_KEY) or {}
             if previous.get("status") == "invalid":
                 state["since"] = previous.get("since", now)
-            store.put_state(STATE_KEY, state)
+            store.coordination.put_state(STATE_KEY, state)
             open_incident(store, "token_invalid", detail)
         except TransientError:
             log.warning("integration: token state kept in memory only (store unavailable)")
@@ -84,7 +84,7 @@ class IntegrationMonitor:
         state = {"status": "ok", "since": now}
         try:
             store = self._store()
-            store.put_state(STATE_KEY, state)
+            store.coordination.put_state(STATE_KEY, state)
             close_incident(store, "token_invalid")
         except TransientError:
             log.warning("integration: token recovery kept in memory only (store unavailable)")

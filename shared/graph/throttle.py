@@ -94,13 +94,13 @@ class ThrottleGate:
                     with self._lock:
                         self._until = max(self._until, shared)
                     return
-                self._store().put_state(STATE_KEY, {"until": until, "reason": reason[:300]})
+                self._store().coordination.put_state(STATE_KEY, {"until": until, "reason": reason[:300]})
             except TransientError:
                 log.warning("graph: throttle kept in memory only (store unavailable)")
 
     def _read_shared(self) -> float:
         try:
-            state = self._store().get_state(STATE_KEY) if self._store is not None else None
+            state = self._store().coordination.get_state(STATE_KEY) if self._store is not None else None
         except TransientError:
             return 0.0
         return float(state.get("until", 0.0)) if state else 0.0

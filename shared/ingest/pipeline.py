@@ -30,7 +30,9 @@ from shared.models.messages import DeadLetterInfo, LeadMessage
 from shared.queues.dead_letters import dead_letter_message, dead_letter_raw_body, send_dead_letter
 from shared.queues.names import LEADS_QUEUE, poison_queue
 from shared.queues.sender import QueueSender
-from shared.store.base import AlreadyStored, FailedEvent, LeadStore
+from shared.store import Store
+from shared.store.failed_events import FailedEvent
+from shared.store.leads import AlreadyStored
 
 log = get_logger(__name__)
 
@@ -51,7 +53,7 @@ class IngestPolicy:
 class IngestDeps:
     """What the pipeline needs; tests pass real parts (SQLite, Azurite, sandbox Graph)."""
 
-    store: LeadStore
+    store: Store
     fetch_lead: Callable[[str], dict[str, Any]]
     sender: QueueSender
     policy: IngestPolicy
@@ -95,8 +97,8 @@ def ingest_lead_message(body: bytes, deps: IngestDeps) -> IngestResult:
 def _ingest(message: LeadMessage, deps: IngestDeps) -> IngestResult:
     lead_id = message.facebook_lead_id
     detail = {"attempt": message.attempt}
-    if deps.store.has_lead(lead_id):
-        deps.store.record_duplicate(lead_id, message.source, detail)
+    if deps.store.leads.has_lead(lead_id):
+        deps.store.leads.record_duplicate(lead_id, message.source, detail)
         return IngestResult("duplicate", lead_id, message.attempt, source=message.source)
     if message.lead is not None:
         raw = message.lead
@@ -115,7 +117,7 @@ def _ingest(message: LeadMessage, deps: IngestDeps) -> IngestResult:
     if lead.id != lead_id:
         raise InvalidLead(f"Graph returned lead {lead.id} for {lead_id}")
     notify = deps.announce is not None
-    outcome = deps.store.store_lead(normalise_lead(lead, message), message.event, raw, detail, notify=notify)
+    outcome = deps.store.leads.store_lead(normalise_lead(lead, message), message.event, raw, detail, notify=notify)
     if isinstance(outcome, AlreadyStored):
         return IngestResult("duplicate", lead_id, message.attempt, source=message.source)
     if deps.announce is not None:
@@ -190,7 +192,7 @@ def _dead_letter(
 def _record_failed(deps: IngestDeps, info: DeadLetterInfo, payload: str) -> None:
     """Mirror a dead letter into `failed_events`; the poison queue already holds it durably."""
     try:
-        deps.store.record_failed_event(
+        deps.store.failed_events.record_failed_event(
             FailedEvent(
                 queue=poison_queue(LEADS_QUEUE),
                 stage=info.stage,

@@ -41,8 +41,10 @@ from shared.notify.recipients import Recipients
 from shared.queues.dead_letters import dead_letter_message, dead_letter_raw_body, send_dead_letter
 from shared.queues.names import NOTIFICATIONS_QUEUE, poison_queue
 from shared.queues.sender import QueueSender
-from shared.store.base import FailedEvent, LeadStore
-from shared.store.notifications import STALE_CLAIM
+from shared.store import Store
+from shared.store.failed_events import FailedEvent
+from shared.store.leads import StoredLead
+from shared.store.outbox import STALE_CLAIM
 
 log = get_logger(__name__)
 
@@ -96,7 +98,7 @@ class NotifyPolicy:
 class NotifyDeps:
     """What the notifier needs; tests pass a real SQLite store, Azurite and an SMTP server."""
 
-    store: LeadStore
+    store: Store
     sender: EmailSender
     queues: QueueSender
     recipients: Recipients
@@ -121,15 +123,15 @@ class NotifyResult:
     reason: str | None = None
 
 
-def enqueue_notification(queues: QueueSender, store: LeadStore, kind: Kind, key: str, delay: float = 0) -> None:
+def enqueue_notification(queues: QueueSender, store: Store, kind: Kind, key: str, delay: float = 0) -> None:
     """Queue a notification and mark its outbox row `queued` (the outbox flush covers a crash between)."""
     queues.send(NOTIFICATIONS_QUEUE, NotificationMessage(kind=kind, key=key).to_text(), delay_seconds=delay)
-    store.mark_outbox_queued(kind, key)
+    store.outbox.mark_outbox_queued(kind, key)
 
 
-def flush_outbox(queues: QueueSender, store: LeadStore, now: datetime, grace: timedelta = timedelta(minutes=1)) -> int:
+def flush_outbox(queues: QueueSender, store: Store, now: datetime, grace: timedelta = timedelta(minutes=1)) -> int:
     """Queue every outbox row that never got its message, and again any whose message is 30+ minutes overdue."""
-    due = store.outbox_due(now - grace, now - timedelta(minutes=30))
+    due = store.outbox.outbox_due(now - grace, now - timedelta(minutes=30))
     for kind, key in due:
         enqueue_notification(queues, store, kind, key)  # type: ignore[arg-type]
     return len(due)
@@ -155,18 +157,18 @@ def handle_notification(body: bytes, deps: NotifyDeps) -> NotifyResult:
 def _handle(message: NotificationMessage, deps: NotifyDeps) -> NotifyResult:
     if message.receipt is not None:
         receipt = message.receipt
-        deps.store.mark_claim_sent(receipt.claim_id, message.kind, receipt.keys, receipt.provider_id)
+        deps.store.outbox.mark_claim_sent(receipt.claim_id, message.kind, receipt.keys, receipt.provider_id)
         return NotifyResult("sent", message.key, reason="receipt recorded")
     channel = deps.sender.name
-    state = deps.store.notification_state(message.key, message.kind, channel)
+    state = deps.store.outbox.notification_state(message.key, message.kind, channel)
     if state is not None:
-        status, claim_id, claimed_at = state
+        status, claim_id, claimed_at = state.status, state.claim_id, state.claimed_at
         if status == "sent":
             return NotifyResult("duplicate", message.key)
         if status == "claimed" and deps.clock() - claimed_at <= STALE_CLAIM:
             return _requeue(message, deps, IN_PROGRESS_RECHECK_SECONDS, "in_progress")
         if status == "sending":
-            if deps.clock() - claimed_at <= deps.stuck_after or not deps.store.take_over_stuck(claim_id):
+            if deps.clock() - claimed_at <= deps.stuck_after or not deps.store.outbox.take_over_stuck(claim_id):
                 return _requeue(message, deps, IN_PROGRESS_RECHECK_SECONDS, "in_progress")
             deps.store.audit("notification_resent", None, {"kind": message.kind, "key": message.key})
             message = message.model_copy(update={"resend": True})
@@ -176,14 +178,14 @@ def _handle(message: NotificationMessage, deps: NotifyDeps) -> NotifyResult:
     except _Skip as skip:
         return NotifyResult(skip.outcome, message.key, delay_seconds=skip.delay, reason=skip.reason)
     try:
-        deps.store.begin_send(claim_id)
+        deps.store.outbox.begin_send(claim_id)
     except StoreUnavailable:
         _release_quietly(deps, claim_id)
         raise
     try:
         provider_id = deps.sender.send(email)
     except SenderThrottled as exc:
-        deps.store.release_claim(claim_id)
+        deps.store.outbox.release_claim(claim_id)
         return _requeue(message, deps, max(exc.retry_after, 1.0), "throttled", reason=str(exc))
     except TransientError as exc:
         return _failed(message, deps, channel, claim_id, exc, exhausted=message.attempt + 1 >= deps.policy.max_attempts)
@@ -202,7 +204,7 @@ def _record_sent(
     """The email is out: record it now, or leave a receipt on the queue to record it when the database is back."""
     for attempt in range(3):
         try:
-            deps.store.mark_claim_sent(claim_id, message.kind, keys, provider_id)
+            deps.store.outbox.mark_claim_sent(claim_id, message.kind, keys, provider_id)
             return
         except StoreUnavailable:
             time.sleep(0.5 * 2**attempt)
@@ -213,7 +215,7 @@ def _record_sent(
 def _release_quietly(deps: NotifyDeps, claim_id: str) -> None:
     """Give a claim back if the database lets us; a stale `claimed` row is reclaimable anyway."""
     with suppress(StoreUnavailable):
-        deps.store.release_claim(claim_id)
+        deps.store.outbox.release_claim(claim_id)
 
 
 class _Skip(Exception):
@@ -230,18 +232,18 @@ def _prepare(
     """Reserve a slot and claim what this email will carry; raise `_Skip` when there is nothing to send now."""
     recipients = _recipients(message, deps)
     if not recipients:
-        deps.store.mark_outbox(message.kind, message.key, "skipped")
+        deps.store.outbox.mark_outbox(message.kind, message.key, "skipped")
         raise _Skip("skipped", reason="no recipients configured")
     now = deps.clock()
     policy = deps.policy
     slot = uuid.uuid4().hex
-    if not deps.store.reserve_email_slot(slot, message.kind, now, policy.per_minute, policy.per_hour):
+    if not deps.store.outbox.reserve_email_slot(slot, message.kind, now, policy.per_minute, policy.per_hour):
         delay = _cap_wait(message, deps, now)
         _requeue(message, deps, delay, "waiting")
         raise _Skip("waiting", delay=delay, reason="email cap reached")
     claim_id = uuid.uuid4().hex
-    if not deps.store.claim_notification(message.key, message.kind, channel, claim_id):
-        deps.store.release_email_slot(slot)
+    if not deps.store.outbox.claim_notification(message.key, message.kind, channel, claim_id):
+        deps.store.outbox.release_email_slot(slot)
         _requeue(message, deps, IN_PROGRESS_RECHECK_SECONDS, "in_progress")
         raise _Skip("in_progress", delay=IN_PROGRESS_RECHECK_SECONDS)
     keys = [message.key]
@@ -258,7 +260,7 @@ def _prepare(
     except BaseException:
         _release_quietly(deps, claim_id)
         with suppress(StoreUnavailable):
-            deps.store.release_email_slot(slot)
+            deps.store.outbox.release_email_slot(slot)
         raise
     subject = f"(resent) {rendered.subject}" if message.resend else rendered.subject
     if message.kind == "digest":
@@ -277,12 +279,12 @@ def _cap_wait(message: NotificationMessage, deps: NotifyDeps, now: datetime) -> 
     messages wakes per slot (one sends, the rest find their lead announced) instead of all of them.
     """
     policy = deps.policy
-    free_at = deps.store.next_email_slot(now, policy.per_minute, policy.per_hour)
+    free_at = deps.store.outbox.next_email_slot(now, policy.per_minute, policy.per_hour)
     delay = max(1.0, (free_at - now).total_seconds() + 1)
     if message.kind != "lead":
         return delay
     slot_interval = max(60.0 / max(policy.per_minute, 1), 3600.0 / max(policy.per_hour, 1))
-    emails_needed = math.ceil(deps.store.count_pending_lead_notifications() / max(policy.max_group, 1))
+    emails_needed = math.ceil(deps.store.outbox.count_pending_lead_notifications() / max(policy.max_group, 1))
     horizon = max(emails_needed - 1, 0) * slot_interval
     return delay + (deps.rng or random).uniform(0, horizon)
 
@@ -292,47 +294,69 @@ def _recipients(message: NotificationMessage, deps: NotifyDeps) -> tuple[str, ..
         return deps.recipients.for_alerts()
     if message.kind == "digest":
         return deps.recipients.for_digest()
-    rows = deps.store.lead_summaries([message.key])
+    rows = deps.store.leads.leads([message.key])
     if not rows:
         return deps.recipients.default
-    return deps.recipients.for_lead(rows[0]["page_id"], rows[0]["form_id"])
+    return deps.recipients.for_lead(rows[0].page_id, rows[0].form_id)
 
 
 def _claim_group(first: str, recipients: tuple[str, ...], deps: NotifyDeps, channel: str, claim_id: str) -> list[str]:
     """Claim other pending leads for the same recipients, up to the per-email maximum."""
     claimed: list[str] = []
-    for pending in deps.store.pending_lead_notifications(deps.policy.max_group * 4):
+    for pending in deps.store.outbox.pending_lead_notifications(deps.policy.max_group * 4):
         if len(claimed) + 1 >= deps.policy.max_group:
             break
         if pending.facebook_lead_id == first:
             continue
         if deps.recipients.for_lead(pending.page_id, pending.form_id) != recipients:
             continue
-        if deps.store.claim_notification(pending.facebook_lead_id, "lead", channel, claim_id):
+        if deps.store.outbox.claim_notification(pending.facebook_lead_id, "lead", channel, claim_id):
             claimed.append(pending.facebook_lead_id)
     return claimed
 
 
 def _render_leads(keys: list[str], deps: NotifyDeps, stored: list[datetime]) -> RenderedEmail:
-    rows = {row["facebook_lead_id"]: row for row in deps.store.lead_summaries(keys)}
+    rows = {row.facebook_lead_id: row for row in deps.store.leads.leads(keys)}
     summaries = []
     for key in keys:
         row = rows.get(key)
         if row is None:
             continue
-        stored.append(row.pop("stored_at"))
-        form_id = row.get("form_id")
-        summaries.append(LeadSummary(form_name=deps.form_name(form_id) if form_id else None, **row))
+        stored.append(row.stored_at)
+        summaries.append(lead_summary(row, deps.form_name(row.form_id) if row.form_id else None))
     if not summaries:
         raise _Skip("skipped", reason="lead not stored")
     return render_lead_email(summaries, deps.tz)
 
 
+def lead_summary(row: StoredLead, form_name: str | None) -> LeadSummary:
+    """A stored lead as the instant email shows it."""
+    return LeadSummary(
+        facebook_lead_id=row.facebook_lead_id,
+        created_time=row.created_time,
+        source=row.source,
+        page_id=row.page_id,
+        form_id=row.form_id,
+        form_name=form_name,
+        ad_id=row.ad_id,
+        ad_name=row.ad_name,
+        adset_name=row.adset_name,
+        campaign_id=row.campaign_id,
+        campaign_name=row.campaign_name,
+        full_name=row.full_name,
+        email=row.email,
+        phone_number=row.phone_number,
+        fields=row.fields,
+        is_organic=row.is_organic,
+        platform=row.platform,
+    )
+
+
 def _render_alert(key: str, deps: NotifyDeps) -> RenderedEmail:
-    payload = deps.store.outbox_payload("alert", key)
+    payload = deps.store.outbox.outbox_payload("alert", key)
     if payload is None:
         raise _Skip("skipped", reason="alert not in the outbox")
-    at = deps.store.backend.from_db_time(payload["at"])
+    at = datetime.fromisoformat(str(payload["at"]).replace("Z", "+00:00"))
     return render_alert(
         AlertData(payload["kind"], bool(payload["opened"]), at, dict(payload.get("detail") or {})), deps.tz
     )
@@ -353,7 +377,7 @@ def _requeue(
         # The outbox row learns when its message is due, so the flush does not copy a message that waits.
         # Best effort: without it the flush makes one harmless extra copy (the claim stops a second email).
         with suppress(StoreUnavailable):
-            deps.store.mark_outbox_queued(message.kind, message.key, deps.clock() + timedelta(seconds=delay))
+            deps.store.outbox.mark_outbox_queued(message.kind, message.key, deps.clock() + timedelta(seconds=delay))
     return NotifyResult(outcome, message.key, delay_seconds=delay, reason=reason)
 
 
@@ -363,7 +387,7 @@ def _failed(
     reason = f"{type(exc).__name__}: {exc}"[:500]
     attempts = message.attempt + 1
     if not exhausted:
-        deps.store.release_claim(claim_id)
+        deps.store.outbox.release_claim(claim_id)
         policy = deps.policy
         delay = retry_delay(message.attempt, policy.retry_base_seconds, policy.retry_max_seconds, rng=deps.rng)
         log.warning(
@@ -372,8 +396,8 @@ def _failed(
         with suppress(LeadAgentError):
             deps.store.audit("notify_retry", None, {"kind": message.kind, "key": message.key, "attempt": attempts})
         return _requeue(message, deps, delay, "retrying", attempt=attempts, reason=reason)
-    deps.store.mark_notification_failed(claim_id, message.key, message.kind, channel, reason, attempts)
-    deps.store.release_claim(claim_id)  # the rest of the group goes back to pending; the failed row stays
+    deps.store.outbox.mark_notification_failed(claim_id, message.key, message.kind, channel, reason, attempts)
+    deps.store.outbox.release_claim(claim_id)  # the rest of the group goes back to pending; the failed row stays
     if not isinstance(exc, PermanentError):
         reason = f"attempts exhausted after {attempts}: {reason}"
     return _dead_letter(message.model_copy(update={"attempt": attempts}), reason, type(exc).__name__, deps)
@@ -390,7 +414,7 @@ def _dead_letter(message: NotificationMessage, reason: str, error_type: str, dep
     payload = json.loads(message.to_text())
     send_dead_letter(deps.queues, NOTIFICATIONS_QUEUE, dead_letter_message(info, payload))
     try:
-        deps.store.record_failed_event(
+        deps.store.failed_events.record_failed_event(
             FailedEvent(
                 queue=poison_queue(NOTIFICATIONS_QUEUE),
                 stage="notify",

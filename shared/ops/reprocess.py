@@ -14,7 +14,9 @@ from pydantic import ValidationError
 from shared.models.messages import LeadMessage
 from shared.queues.names import LEADS_QUEUE, NOTIFICATIONS_QUEUE, POISON_SUFFIX
 from shared.queues.sender import QueueSender
-from shared.store.base import LeadStore
+from shared.store import Store
+from shared.store.failed_events import FailedEventRow
+from shared.store.leads import LeadRouting
 
 MAX_EVENT_ID_DIGITS = 12  # failed-event ids are small; lead ids are 15+ digits
 
@@ -27,25 +29,26 @@ class ReprocessResult:
     body: dict[str, Any]
 
 
-def reprocess(identifier: str, store: LeadStore, sender: QueueSender) -> ReprocessResult:
+def reprocess(identifier: str, store: Store, sender: QueueSender) -> ReprocessResult:
     """Re-queue what `identifier` names: 202 with what was queued, 404 unknown, 409 not replayable."""
     identifier = identifier.strip()
     if identifier.isascii() and identifier.isdigit() and len(identifier) <= MAX_EVENT_ID_DIGITS:
-        event = store.get_failed_event(int(identifier))
+        event = store.failed_events.get_failed_event(int(identifier))
         if event is not None:
             return _requeue_failed_event(event, store, sender)
     if not identifier or not identifier.isascii() or not identifier.replace("_", "").isalnum():
         return ReprocessResult(404, {"error": "unknown id"})
-    routing = store.lead_routing(identifier)
-    failed = store.latest_failed_event_for_lead(identifier)
+    routing = store.leads.lead_routing(identifier)
+    failed = store.failed_events.latest_failed_event_for_lead(identifier)
     if routing is None and failed is None:
         return ReprocessResult(404, {"error": f"no failed event or lead with id {identifier}"})
     if routing is None and failed is not None:
-        routing = _routing_from_payload(failed.get("payload") or "")
-    message = LeadMessage(facebook_lead_id=identifier, source="reprocess", **(routing or {}))
+        routing = _routing_from_payload(failed.payload or "")
+    where = {} if routing is None else {"page_id": routing.page_id, "form_id": routing.form_id, "ad_id": routing.ad_id}
+    message = LeadMessage(facebook_lead_id=identifier, source="reprocess", **where)
     message_id = sender.send(LEADS_QUEUE, message.to_text())
-    if failed is not None and failed.get("status") == "open":
-        store.set_failed_event_status(int(failed["id"]), "reprocessed", {"message_id": message_id})
+    if failed is not None and failed.status == "open":
+        store.failed_events.set_failed_event_status(failed.id, "reprocessed", {"message_id": message_id})
     store.audit("reprocess_queued", identifier, {"by": "lead_id"})
     return ReprocessResult(
         202,
@@ -53,9 +56,9 @@ def reprocess(identifier: str, store: LeadStore, sender: QueueSender) -> Reproce
     )
 
 
-def _requeue_failed_event(event: dict[str, Any], store: LeadStore, sender: QueueSender) -> ReprocessResult:
-    queue = str(event["queue"]).removesuffix(POISON_SUFFIX)
-    payload = str(event.get("payload") or "")
+def _requeue_failed_event(event: FailedEventRow, store: Store, sender: QueueSender) -> ReprocessResult:
+    queue = event.queue.removesuffix(POISON_SUFFIX)
+    payload = event.payload or ""
     if queue == LEADS_QUEUE:
         try:
             original = LeadMessage.model_validate_json(payload)
@@ -64,8 +67,8 @@ def _requeue_failed_event(event: dict[str, Any], store: LeadStore, sender: Queue
                 409,
                 {
                     "error": "this dead letter holds no lead to reprocess (malformed webhook or change)",
-                    "failed_event_id": event["id"],
-                    "reason": event["error"],
+                    "failed_event_id": event.id,
+                    "reason": event.error,
                 },
             )
         message = original.model_copy(update={"attempt": 0, "source": "reprocess", "last_error": None, "lead": None})
@@ -78,20 +81,20 @@ def _requeue_failed_event(event: dict[str, Any], store: LeadStore, sender: Queue
             notification = NotificationMessage.model_validate_json(payload)
         except ValidationError:
             return ReprocessResult(
-                409, {"error": "this dead letter holds no notification", "failed_event_id": event["id"]}
+                409, {"error": "this dead letter holds no notification", "failed_event_id": event.id}
             )
         text = notification.model_copy(update={"attempt": 0, "last_error": None}).to_text()
-        lead_id = event.get("facebook_lead_id")
+        lead_id = event.facebook_lead_id
     else:
-        text, lead_id = payload, event.get("facebook_lead_id")
+        text, lead_id = payload, event.facebook_lead_id
     message_id = sender.send(queue, text)
-    store.set_failed_event_status(int(event["id"]), "reprocessed", {"message_id": message_id})
+    store.failed_events.set_failed_event_status(event.id, "reprocessed", {"message_id": message_id})
     return ReprocessResult(
         202,
         {
             "queued": {
                 "queue": queue,
-                "failed_event_id": event["id"],
+                "failed_event_id": event.id,
                 "facebook_lead_id": lead_id,
                 "message_id": message_id,
             }
@@ -99,9 +102,9 @@ def _requeue_failed_event(event: dict[str, Any], store: LeadStore, sender: Queue
     )
 
 
-def _routing_from_payload(payload: str) -> dict[str, Any] | None:
+def _routing_from_payload(payload: str) -> LeadRouting | None:
     try:
         message = LeadMessage.model_validate_json(payload)
     except ValidationError:
         return None
-    return {"page_id": message.page_id, "form_id": message.form_id, "ad_id": message.ad_id}
+    return LeadRouting(message.page_id, message.form_id, message.ad_id)

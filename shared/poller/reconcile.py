@@ -30,7 +30,8 @@ from shared.models.messages import LeadMessage
 from shared.poller.meta_health import check_token, ensure_subscription, token_error
 from shared.queues.names import LEADS_QUEUE
 from shared.queues.sender import QueueSender
-from shared.store.base import LeadStore, PollRun
+from shared.store import Store
+from shared.store.coordination import PollRun
 
 log = get_logger(__name__)
 
@@ -60,7 +61,7 @@ class PollerDeps:
     """What a run needs; tests pass real parts (sandbox Graph, SQLite, Azurite)."""
 
     graph: GraphClient
-    store: LeadStore
+    store: Store
     sender: QueueSender
     config: PollerConfig
     access_token: Callable[[], str]
@@ -104,7 +105,7 @@ def poll_once(deps: PollerDeps, trigger: str = "timer") -> RunReport:
     """The timer's run: Meta health, then every form since its checkpoint (or the full window hourly)."""
     report = RunReport(trigger=trigger)
     owner = uuid.uuid4().hex
-    if not deps.store.try_acquire_lease(LEASE, owner, deps.config.lease_seconds):
+    if not deps.store.coordination.try_acquire_lease(LEASE, owner, deps.config.lease_seconds):
         report.skipped = "another poll is running"
         return report
     started = deps.clock()
@@ -118,18 +119,18 @@ def poll_once(deps: PollerDeps, trigger: str = "timer") -> RunReport:
         window_floor = int(now - deps.config.window_hours * 3600)
         loaded = 0
         for page_id, form_id in _forms(deps, report):
-            deps.store.try_acquire_lease(LEASE, owner, deps.config.lease_seconds)  # renew
-            checkpoint = (deps.store.get_state(_checkpoint_key(form_id)) or {}).get("until")
+            deps.store.coordination.try_acquire_lease(LEASE, owner, deps.config.lease_seconds)  # renew
+            checkpoint = (deps.store.coordination.get_state(_checkpoint_key(form_id)) or {}).get("until")
             loaded += checkpoint is not None
             since = window_floor if checkpoint is None or full else int(checkpoint) - deps.config.overlap_seconds
             _reconcile_form(deps, report, page_id, form_id, since, until)
-            deps.store.put_state(_checkpoint_key(form_id), {"until": until})
+            deps.store.coordination.put_state(_checkpoint_key(form_id), {"until": until})
         log.info(
             "poller: checkpoints loaded", extra={"stage": "poll", "checkpoints": loaded, "count": report.forms_checked}
         )
         report.window_start, report.window_end = _iso(window_floor if full else until), _iso(until)
         if full:
-            deps.store.put_state("last_full_reconcile", {"at": now})
+            deps.store.coordination.put_state("last_full_reconcile", {"at": now})
         close_incident(deps.store, "polling_failing")
     except TokenInvalid as exc:  # the token died during the run: the token incident, not a polling failure
         _token_invalid(deps, report, exc)
@@ -138,7 +139,7 @@ def poll_once(deps: PollerDeps, trigger: str = "timer") -> RunReport:
     finally:
         report.graph_calls = deps.graph.calls_made - calls_before
         _record(deps, report, started)
-        deps.store.release_lease(LEASE, owner)
+        deps.store.coordination.release_lease(LEASE, owner)
     return report
 
 
@@ -150,7 +151,7 @@ def reconcile_window(deps: PollerDeps, hours: float, budget_seconds: float, trig
     """
     report = RunReport(trigger=trigger)
     owner = uuid.uuid4().hex
-    if not deps.store.try_acquire_lease(LEASE, owner, deps.config.lease_seconds):
+    if not deps.store.coordination.try_acquire_lease(LEASE, owner, deps.config.lease_seconds):
         report.skipped = "another poll is running"
         report.complete = False
         return report
@@ -168,7 +169,7 @@ def reconcile_window(deps: PollerDeps, hours: float, budget_seconds: float, trig
         chunk_start = start
         while chunk_start < end:
             chunk_end = min(end, chunk_start + CHUNK_SECONDS)
-            deps.store.try_acquire_lease(LEASE, owner, deps.config.lease_seconds)  # renew
+            deps.store.coordination.try_acquire_lease(LEASE, owner, deps.config.lease_seconds)  # renew
             for page_id, form_id in forms:
                 _reconcile_form(deps, report, page_id, form_id, chunk_start - 1, chunk_end)
             report.window_end = _iso(chunk_end)
@@ -185,7 +186,7 @@ def reconcile_window(deps: PollerDeps, hours: float, budget_seconds: float, trig
     finally:
         report.graph_calls = deps.graph.calls_made - calls_before
         _record(deps, report, started)
-        deps.store.release_lease(LEASE, owner)
+        deps.store.coordination.release_lease(LEASE, owner)
     return report
 
 
@@ -197,7 +198,7 @@ def _meta_health(deps: PollerDeps, report: RunReport) -> bool:
         _token_invalid(deps, report, exc)
         return False
     report.token = status.as_dict()
-    deps.store.put_state("meta_token", {**status.as_dict(), "checked_at": _iso(deps.clock())})
+    deps.store.coordination.put_state("meta_token", {**status.as_dict(), "checked_at": _iso(deps.clock())})
     if not status.valid:
         _token_invalid(deps, report, token_error(status))
         return False
@@ -255,7 +256,7 @@ def _until(deps: PollerDeps, now: float) -> int:
 
 
 def _full_reconcile_due(deps: PollerDeps, now: float) -> bool:
-    last = (deps.store.get_state("last_full_reconcile") or {}).get("at")
+    last = (deps.store.coordination.get_state("last_full_reconcile") or {}).get("at")
     return last is None or now - float(last) >= deps.config.full_every_seconds
 
 
@@ -270,8 +271,8 @@ def _forms(deps: PollerDeps, report: RunReport) -> Iterable[tuple[str, str]]:
             if str(form.get("status", "ACTIVE")).upper() in FORM_STATUSES and form.get("id"):
                 found.append((page_id, str(form["id"])))
     report.forms_checked = len(found)
-    if names and names != deps.store.get_state("forms"):
-        deps.store.put_state("forms", names)  # form names for emails and the digest
+    if names and names != deps.store.coordination.get_state("forms"):
+        deps.store.coordination.put_state("forms", names)  # form names for emails and the digest
     return found
 
 
@@ -287,13 +288,13 @@ def _reconcile_form(
     leads = list(deps.graph.form_leads(form_id, since, until))
     report.leads_seen += len(leads)
     ids = [str(lead.get("id")) for lead in leads if lead.get("id")]
-    stored = deps.store.existing_lead_ids(ids)
+    stored = deps.store.leads.existing_lead_ids(ids)
     unstored = [lead for lead in leads if lead.get("id") and str(lead["id"]) not in stored]
     if not unstored:
         return
     now = datetime.fromtimestamp(deps.clock(), tz=UTC)
     keep_after = now - timedelta(seconds=deps.config.requeue_after_seconds)
-    queued = deps.store.recently_polled([str(lead["id"]) for lead in unstored], keep_after)
+    queued = deps.store.coordination.recently_polled([str(lead["id"]) for lead in unstored], keep_after)
     missing = [lead for lead in unstored if str(lead["id"]) not in queued]
     report.already_queued += len(unstored) - len(missing)
     report.missing_found += len(missing)
@@ -303,7 +304,7 @@ def _reconcile_form(
     deps.sender.send_many(LEADS_QUEUE, texts)
     report.enqueued += len(texts)
     # Recorded after the messages are durable: a failure here costs one extra copy next run, never a lead.
-    deps.store.record_polled([str(lead["id"]) for lead in missing], now, keep_after)
+    deps.store.coordination.record_polled([str(lead["id"]) for lead in missing], now, keep_after)
     log.info(
         "poller: queued leads the webhook missed",
         extra={"stage": "poll", "outcome": "enqueued", "form_id": form_id, "count": len(texts)},
@@ -332,7 +333,7 @@ def _record(deps: PollerDeps, report: RunReport, started: float) -> None:
         return
     finished = deps.clock()
     try:
-        deps.store.record_poll_run(
+        deps.store.coordination.record_poll_run(
             PollRun(
                 trigger=report.trigger,
                 started_at=datetime.fromtimestamp(started, tz=UTC),

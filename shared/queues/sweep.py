@@ -20,7 +20,8 @@ from shared.errors import QueueUnavailable, TransientError
 from shared.logs import get_logger
 from shared.queues.connection import StorageTarget, storage_target
 from shared.queues.names import LEADS_QUEUE, NOTIFICATIONS_QUEUE, poison_queue
-from shared.store.base import FailedEvent, LeadStore
+from shared.store import Store
+from shared.store.failed_events import FailedEvent
 
 log = get_logger(__name__)
 
@@ -84,7 +85,7 @@ def failed_event_from_poison(queue: str, message_id: str, text: str, dequeue_cou
 
 def sweep_poison_queues(
     storage: str | StorageTarget,
-    store: LeadStore,
+    store: Store,
     queues: Sequence[str] = (LEADS_QUEUE, NOTIFICATIONS_QUEUE),
     retention_days: int = 30,
     timeout_seconds: float = 5.0,
@@ -107,7 +108,7 @@ def sweep_poison_queues(
                 for message in batch:
                     text = decode_message_text(str(message.content))
                     event = failed_event_from_poison(queue, str(message.id), text, message.dequeue_count)
-                    if store.record_failed_event(event):
+                    if store.failed_events.record_failed_event(event):
                         report.moved += 1
                     else:
                         report.already_recorded += 1
@@ -117,7 +118,7 @@ def sweep_poison_queues(
         except AzureError as exc:
             raise QueueUnavailable(f"poison queue {poison_queue(queue)} unavailable: {type(exc).__name__}") from exc
     try:
-        report.purged = store.purge_failed_events(datetime.now(UTC) - timedelta(days=retention_days))
+        report.purged = store.failed_events.purge_failed_events(datetime.now(UTC) - timedelta(days=retention_days))
     except TransientError:
         log.warning("sweep: purge skipped (store unavailable)")
     if report.moved or report.purged:

@@ -1,15 +1,21 @@
-"""Coordination between instances: key/value state, leases, incidents, poller run records and what it queued."""
+"""Coordination between instances: key/value state, leases, incidents, poller run records and what it queued.
+
+Every conditional write is one statement decided by the database (an update with a condition,
+else an insert guarded by the primary key), the same SQL on both engines.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared.store.mixin import ID_CHUNK, StoreMixin
-from shared.store.timefmt import iso_utc
+from shared.store.audit import write_audit
+from shared.store.backend import ID_CHUNK, DuplicateKey, Tx
+from shared.store.database import Database
+from shared.store.leads import INSERT_OUTBOX, ids_found, iso_utc
 
 
 @dataclass(frozen=True)
@@ -33,142 +39,175 @@ class PollRun:
         return int((self.finished_at - self.started_at).total_seconds() * 1000)
 
 
-LEAD_COLUMNS = (
-    "facebook_lead_id",
-    "page_id",
-    "form_id",
-    "ad_id",
-    "ad_name",
-    "adset_id",
-    "adset_name",
-    "campaign_id",
-    "campaign_name",
-    "created_time",
-    "is_organic",
-    "platform",
-    "source",
-    "email",
-    "full_name",
-    "phone_number",
-    "fields_json",
-    "disclaimers_json",
-    "stored_at",
+@dataclass(frozen=True)
+class Incident:
+    """An integration incident (token, subscription, dead letters, silence) and its state."""
+
+    kind: str
+    open: bool
+    opened_at: datetime
+    resolved_at: datetime | None
+    detail: dict[str, Any] | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "open": self.open,
+            "opened_at": iso_utc(self.opened_at),
+            "resolved_at": None if self.resolved_at is None else iso_utc(self.resolved_at),
+            "detail": self.detail or {},
+        }
+
+
+@dataclass(frozen=True)
+class _State:
+    value: dict[str, Any]
+
+
+GET_STATE = 'SELECT value FROM state WHERE "key" = ?'
+UPDATE_STATE = 'UPDATE state SET value = ?, updated_at = ? WHERE "key" = ?'
+INSERT_STATE = 'INSERT INTO state ("key", value, updated_at) VALUES (?, ?, ?)'
+RENEW_LEASE = "UPDATE leases SET owner = ?, expires_at = ? WHERE name = ? AND (expires_at < ? OR owner = ?)"
+INSERT_LEASE = "INSERT INTO leases (name, owner, expires_at) VALUES (?, ?, ?)"
+RELEASE_LEASE = "DELETE FROM leases WHERE name = ? AND owner = ?"
+REOPEN_INCIDENT = (
+    "UPDATE incidents SET is_open = 1, opened_at = ?, resolved_at = NULL, detail = ? WHERE kind = ? AND is_open = 0"
+)
+INSERT_INCIDENT = "INSERT INTO incidents (kind, is_open, opened_at, detail) VALUES (?, 1, ?, ?)"
+RESOLVE_INCIDENT = "UPDATE incidents SET is_open = 0, resolved_at = ? WHERE kind = ? AND is_open = 1"
+LIST_INCIDENTS = "SELECT kind, is_open, opened_at, resolved_at, detail FROM incidents ORDER BY kind"
+RECENTLY_POLLED = "SELECT facebook_lead_id FROM poll_queued WHERE queued_at >= ? AND facebook_lead_id IN ({params})"
+FORGET_POLLED = "DELETE FROM poll_queued WHERE facebook_lead_id IN ({params})"
+INSERT_POLLED = "INSERT INTO poll_queued (facebook_lead_id, queued_at) VALUES (?, ?)"
+PRUNE_POLLED = "DELETE FROM poll_queued WHERE queued_at < ?"
+INSERT_POLL_RUN = (
+    'INSERT INTO poll_runs ("trigger", started_at, finished_at, window_start, window_end, forms_checked,'
+    " leads_seen, missing_found, enqueued, graph_calls, duration_ms, error)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
-class CoordinationStore(StoreMixin):
-    """Mixed into `LeadStore`: state, leases, incidents and poll runs."""
+class CoordinationStore:
+    """State, leases, incidents and the poller's records."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     def open_incident(self, kind: str, detail: dict[str, Any]) -> bool:
         """Mark incident `kind` open; True only for the one caller that made the transition.
 
         One conditional write decides (an update of a closed row, else an insert guarded by the
-        primary key), so concurrent instances raise one alert, not one each.
+        primary key), so concurrent instances raise one alert, not one each. The alert's outbox
+        row commits with it.
         """
-        now = self.backend.to_db_time(datetime.now(UTC))
-        text = json.dumps(detail, ensure_ascii=False)
-        with self._write() as cur:
-            cur.execute(self._statements.reopen_incident, (now, text, kind))
-            opened = int(getattr(cur, "rowcount", 0) or 0) > 0
+        now = datetime.now(UTC)
+        text = json.dumps(detail, ensure_ascii=False, default=str)
+        with self._db.write() as tx:
+            opened = tx.execute(REOPEN_INCIDENT, (now, text, kind)) > 0
             if not opened:
                 try:
-                    cur.execute(self._statements.insert_incident, (kind, now, text))
+                    tx.execute(INSERT_INCIDENT, (kind, now, text))
                     opened = True
-                except Exception as exc:
-                    if not self.backend.is_duplicate_key(exc):
-                        raise
+                except DuplicateKey:
+                    pass  # open already: someone else raised it
             if opened:
-                self._audit(cur, "incident_opened", None, None, {"kind": kind, **detail}, now)
-                alert = {"kind": kind, "opened": True, "at": now, "detail": detail}
-                cur.execute(self._statements.insert_outbox, ("alert", f"{kind}:{now}:opened", json.dumps(alert), now))
+                write_audit(tx, "incident_opened", None, None, {"kind": kind, **detail}, now)
+                _add_alert(tx, kind, True, now, detail)
         return opened
 
     def resolve_incident(self, kind: str, detail: dict[str, Any] | None = None) -> bool:
         """Mark incident `kind` resolved; True only for the one caller that made the transition."""
-        now = self.backend.to_db_time(datetime.now(UTC))
-        with self._write() as cur:
-            cur.execute(self._statements.resolve_incident, (now, kind))
-            resolved = int(getattr(cur, "rowcount", 0) or 0) > 0
+        now = datetime.now(UTC)
+        with self._db.write() as tx:
+            resolved = tx.execute(RESOLVE_INCIDENT, (now, kind)) > 0
             if resolved:
-                self._audit(cur, "incident_resolved", None, None, {"kind": kind, **(detail or {})}, now)
-                alert = {"kind": kind, "opened": False, "at": now, "detail": detail or {}}
-                cur.execute(self._statements.insert_outbox, ("alert", f"{kind}:{now}:resolved", json.dumps(alert), now))
+                write_audit(tx, "incident_resolved", None, None, {"kind": kind, **(detail or {})}, now)
+                _add_alert(tx, kind, False, now, detail or {})
         return resolved
 
-    def incidents(self) -> dict[str, dict[str, Any]]:
-        """Every incident ever raised: `open`, `opened_at`, `resolved_at`, `detail`."""
-        with self._read() as cur:
-            cur.execute(self._statements.list_incidents)
-            rows = cur.fetchall()
-        result = {}
-        for kind, is_open, opened_at, resolved_at, detail in rows:
-            result[str(kind)] = {
-                "open": bool(is_open),
-                "opened_at": iso_utc(self.backend.from_db_time(opened_at)),
-                "resolved_at": None if resolved_at is None else iso_utc(self.backend.from_db_time(resolved_at)),
-                "detail": json.loads(detail) if detail else {},
-            }
-        return result
+    def incidents(self) -> dict[str, Incident]:
+        """Every incident ever raised, by kind."""
+        with self._db.read() as tx:
+            return {row.kind: row for row in tx.all(Incident, LIST_INCIDENTS)}
+
+    def incident_open(self, kind: str) -> bool:
+        incident = self.incidents().get(kind)
+        return incident is not None and incident.open
 
     def get_state(self, key: str) -> dict[str, Any] | None:
         """The JSON value kept under `key` in `state`, or None."""
-        with self._read() as cur:
-            cur.execute(self._statements.get_state, (key,))
-            row = cur.fetchone()
-        return None if row is None else dict(json.loads(row[0]))
+        with self._db.read() as tx:
+            row = tx.one(_State, GET_STATE, (key,))
+        return None if row is None else dict(row.value)
 
     def put_state(self, key: str, value: dict[str, Any]) -> None:
-        """Set `state[key]` (insert or replace) in one statement."""
-        now = self.backend.to_db_time(datetime.now(UTC))
-        with self._write() as cur:
-            cur.execute(self._statements.put_state, (key, json.dumps(value), now))
+        """Set `state[key]` (update, else insert; a racing insert turns into the update)."""
+        now, text = datetime.now(UTC), json.dumps(value, default=str)
+        with self._db.write() as tx:
+            if tx.execute(UPDATE_STATE, (text, now, key)) == 0:
+                try:
+                    tx.execute(INSERT_STATE, (key, text, now))
+                except DuplicateKey:
+                    tx.execute(UPDATE_STATE, (text, now, key))
 
     def try_acquire_lease(self, name: str, owner: str, ttl_seconds: float) -> bool:
-        """Take the lease `name` for `owner` unless someone else holds an unexpired one (one write)."""
+        """Take the lease `name` for `owner` unless someone else holds an unexpired one.
+
+        One conditional update (expired, or already ours), else an insert guarded by the key.
+        """
         now = datetime.now(UTC)
-        expires = self.backend.to_db_time(datetime.fromtimestamp(now.timestamp() + ttl_seconds, tz=UTC))
-        with self._write() as cur:
-            cur.execute(self._statements.acquire_lease, (name, owner, expires, self.backend.to_db_time(now)))
-            return int(getattr(cur, "rowcount", 0) or 0) > 0
+        expires = now + timedelta(seconds=ttl_seconds)
+        with self._db.write() as tx:
+            if tx.execute(RENEW_LEASE, (owner, expires, name, now, owner)) > 0:
+                return True
+            try:
+                tx.execute(INSERT_LEASE, (name, owner, expires))
+                return True
+            except DuplicateKey:
+                return False
 
     def release_lease(self, name: str, owner: str) -> None:
-        with self._write() as cur:
-            cur.execute(self._statements.release_lease, (name, owner))
+        with self._db.write() as tx:
+            tx.execute(RELEASE_LEASE, (name, owner))
 
     def recently_polled(self, ids: Sequence[str], since: datetime) -> set[str]:
         """Which of `ids` the poller queued at or after `since` (500 at a time)."""
-        stamp = self.backend.to_db_time(since)
-        return self._ids_found(self._statements.recently_polled, ids, lambda chunk: (stamp, *chunk))
+        return ids_found(self._db, RECENTLY_POLLED, ids, lambda chunk: (since, *chunk))
 
     def record_polled(self, ids: Sequence[str], at: datetime, keep_after: datetime) -> None:
         """Remember that the poller queued `ids` at `at`; forget entries older than `keep_after`."""
         unique = list(dict.fromkeys(ids))
-        stamp = self.backend.to_db_time(at)
-        with self._write() as cur:
+        with self._db.write() as tx:
             for start in range(0, len(unique), ID_CHUNK):
                 chunk = unique[start : start + ID_CHUNK]
-                cur.execute(self._statements.forget_polled.format(params=", ".join("?" * len(chunk))), tuple(chunk))
-                cur.executemany(self._statements.insert_polled, [(lead_id, stamp) for lead_id in chunk])
-            cur.execute(self._statements.prune_polled, (self.backend.to_db_time(keep_after),))
+                tx.execute(FORGET_POLLED.format(params=", ".join("?" * len(chunk))), chunk)
+                tx.executemany(INSERT_POLLED, [(lead_id, at) for lead_id in chunk])
+            tx.execute(PRUNE_POLLED, (keep_after,))
 
     def record_poll_run(self, run: PollRun) -> None:
         """Keep a poller/reconciliation run's figures for stats and the digest."""
-        t = self.backend.to_db_time
-        with self._write() as cur:
-            cur.execute(
-                self._statements.insert_poll_run,
+        with self._db.write() as tx:
+            tx.execute(
+                INSERT_POLL_RUN,
                 (
                     run.trigger,
-                    t(run.started_at),
-                    t(run.finished_at),
-                    None if run.window_start is None else t(run.window_start),
-                    None if run.window_end is None else t(run.window_end),
+                    run.started_at,
+                    run.finished_at,
+                    run.window_start,
+                    run.window_end,
                     run.forms_checked,
                     run.leads_seen,
                     run.missing_found,
                     run.enqueued,
                     run.graph_calls,
                     run.duration_ms,
-                    run.error,
+                    None if run.error is None else run.error[:1000],
                 ),
             )
+
+
+def _add_alert(tx: Tx, kind: str, opened: bool, at: datetime, detail: dict[str, Any]) -> None:
+    """The alert email's outbox row; its payload is plain JSON (the time as ISO 8601, never an engine value)."""
+    stamp = at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    alert = {"kind": kind, "opened": opened, "at": stamp, "detail": detail}
+    key = f"{kind}:{stamp}:{'opened' if opened else 'resolved'}"
+    tx.execute(INSERT_OUTBOX, ("alert", key, json.dumps(alert, ensure_ascii=False, default=str), at))

@@ -6,13 +6,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.store.mixin import StoreMixin
-from shared.store.timefmt import iso_utc
+from shared.store.audit import write_audit
+from shared.store.backend import DuplicateKey, Sql, columns, fit_text
+from shared.store.database import Database
+from shared.store.leads import iso_utc
+from shared.store.schema import width
 
 
 @dataclass(frozen=True)
 class FailedEvent:
-    """A dead letter as `failed_events` keeps it (no PII: ids, reason, the queue payload)."""
+    """A dead letter to keep (no PII: ids, reason, the queue payload)."""
 
     queue: str
     stage: str
@@ -24,38 +27,81 @@ class FailedEvent:
     dead_letter_id: str | None = None
 
 
-FAILED_EVENT_COLUMNS = (
-    "id",
-    "queue",
-    "stage",
-    "facebook_lead_id",
-    "error",
-    "attempts",
-    "first_failed_at",
-    "last_failed_at",
-    "status",
-    "payload",
+@dataclass(frozen=True)
+class FailedEventRow:
+    """A dead letter as `failed_events` keeps it."""
+
+    id: int
+    queue: str
+    stage: str
+    facebook_lead_id: str | None
+    error: str
+    attempts: int
+    first_failed_at: datetime
+    last_failed_at: datetime
+    status: str
+    payload: str | None
+
+    def as_json(self, with_payload: bool = False) -> dict[str, Any]:
+        """The ops shape of `GET /api/ops/failed-events` (payload only when asked)."""
+        record: dict[str, Any] = {
+            "id": self.id,
+            "queue": self.queue,
+            "stage": self.stage,
+            "facebook_lead_id": self.facebook_lead_id,
+            "error": self.error,
+            "attempts": self.attempts,
+            "first_failed_at": iso_utc(self.first_failed_at),
+            "last_failed_at": iso_utc(self.last_failed_at),
+            "status": self.status,
+        }
+        if with_payload:
+            record["payload"] = self.payload
+        return record
+
+
+COLUMNS = columns(FailedEventRow)
+INSERT = (
+    "INSERT INTO failed_events (queue, stage, facebook_lead_id, error, attempts, payload, first_failed_at,"
+    " last_failed_at, dead_letter_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+LIST = Sql(
+    f"SELECT {COLUMNS} FROM failed_events WHERE status = ? ORDER BY first_failed_at DESC, id DESC LIMIT ?",  # noqa: S608
+    mssql=f"SELECT {COLUMNS} FROM failed_events WHERE status = ?"  # noqa: S608
+    " ORDER BY first_failed_at DESC, id DESC OFFSET 0 ROWS FETCH NEXT ? ROWS ONLY",
+)
+GET = f"SELECT {COLUMNS} FROM failed_events WHERE id = ?"  # noqa: S608
+LATEST_FOR_LEAD = Sql(
+    f"SELECT {COLUMNS} FROM failed_events WHERE facebook_lead_id = ? ORDER BY id DESC LIMIT 1",  # noqa: S608
+    mssql=f"SELECT TOP (1) {COLUMNS} FROM failed_events WHERE facebook_lead_id = ? ORDER BY id DESC",  # noqa: S608
+)
+SET_STATUS = "UPDATE failed_events SET status = ?, last_failed_at = ? WHERE id = ?"
+PURGE = "DELETE FROM failed_events WHERE first_failed_at < ?"
 
 
-class FailedEventStore(StoreMixin):
-    """Mixed into `LeadStore`: the dead-letter table."""
+class FailedEventStore:
+    """The dead-letter table."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     def record_failed_event(self, event: FailedEvent) -> bool:
         """Keep a dead letter in `failed_events` (status `open`) and audit it; once per `dead_letter_id`.
 
-        Returns False when that dead letter was already recorded (nothing written).
+        Returns False when that dead letter was already recorded (nothing written). A reason longer
+        than the column is cut to it.
         """
-        at = self.backend.to_db_time(event.failed_at)
-        with self._write() as cur:
+        error = fit_text(event.error, width("failed_events", "error"))
+        at = event.failed_at
+        with self._db.write() as tx:
             try:
-                cur.execute(
-                    self._statements.insert_failed_event,
+                tx.execute(
+                    INSERT,
                     (
                         event.queue,
                         event.stage,
                         event.facebook_lead_id,
-                        event.error,
+                        error,
                         event.attempts,
                         event.payload,
                         at,
@@ -63,51 +109,34 @@ class FailedEventStore(StoreMixin):
                         event.dead_letter_id,
                     ),
                 )
-            except Exception as exc:
-                if self.backend.is_duplicate_key(exc):
-                    return False
-                raise
-            self._audit(cur, "dead_lettered", event.facebook_lead_id, None, {"stage": event.stage}, at)
+            except DuplicateKey:
+                return False
+            write_audit(tx, "dead_lettered", event.facebook_lead_id, None, {"stage": event.stage}, at)
         return True
 
-    def list_failed_events(self, status: str = "open", limit: int = 100) -> list[dict[str, Any]]:
-        """Dead letters with `status`, newest first, in the ops shape (payload excluded)."""
-        with self._read() as cur:
-            cur.execute(self._statements.list_failed_events, (status, limit))
-            rows = cur.fetchall()
-        return [self._failed_event(row, with_payload=False) for row in rows]
+    def list_failed_events(self, status: str = "open", limit: int = 100) -> list[FailedEventRow]:
+        """Dead letters with `status`, newest first."""
+        with self._db.read() as tx:
+            return tx.all(FailedEventRow, LIST, (status, limit))
 
-    def get_failed_event(self, event_id: int) -> dict[str, Any] | None:
-        """One dead letter with its payload, or None."""
-        with self._read() as cur:
-            cur.execute(self._statements.get_failed_event, (event_id,))
-            row = cur.fetchone()
-        return None if row is None else self._failed_event(row, with_payload=True)
+    def get_failed_event(self, event_id: int) -> FailedEventRow | None:
+        """One dead letter, or None."""
+        with self._db.read() as tx:
+            return tx.one(FailedEventRow, GET, (event_id,))
 
-    def latest_failed_event_for_lead(self, facebook_lead_id: str) -> dict[str, Any] | None:
-        """The newest dead letter of a lead, with its payload, or None."""
-        with self._read() as cur:
-            cur.execute(self._statements.latest_failed_event_for_lead, (facebook_lead_id,))
-            row = cur.fetchone()
-        return None if row is None else self._failed_event(row, with_payload=True)
+    def latest_failed_event_for_lead(self, facebook_lead_id: str) -> FailedEventRow | None:
+        """The newest dead letter of a lead, or None."""
+        with self._db.read() as tx:
+            return tx.one(FailedEventRow, LATEST_FOR_LEAD, (facebook_lead_id,))
 
     def set_failed_event_status(self, event_id: int, status: str, detail: dict[str, Any] | None = None) -> None:
         """Mark a dead letter (`reprocessed`, `resolved` …) and audit the change."""
-        now = self.backend.to_db_time(datetime.now(UTC))
-        with self._write() as cur:
-            cur.execute(self._statements.set_failed_event_status, (status, now, event_id))
-            self._audit(cur, f"failed_event_{status}", None, None, {"failed_event_id": event_id, **(detail or {})}, now)
+        now = datetime.now(UTC)
+        with self._db.write() as tx:
+            tx.execute(SET_STATUS, (status, now, event_id))
+            write_audit(tx, f"failed_event_{status}", None, None, {"failed_event_id": event_id, **(detail or {})}, now)
 
     def purge_failed_events(self, older_than: datetime) -> int:
         """Delete dead letters first failed before `older_than`; return how many."""
-        with self._write() as cur:
-            cur.execute(self._statements.purge_failed_events, (self.backend.to_db_time(older_than),))
-            return max(int(getattr(cur, "rowcount", 0) or 0), 0)
-
-    def _failed_event(self, row: Any, with_payload: bool) -> dict[str, Any]:
-        record = dict(zip(FAILED_EVENT_COLUMNS, row, strict=True))
-        for key in ("first_failed_at", "last_failed_at"):
-            record[key] = iso_utc(self.backend.from_db_time(record[key]))
-        if not with_payload:
-            record.pop("payload")
-        return record
+        with self._db.write() as tx:
+            return tx.execute(PURGE, (older_than,))

@@ -1,20 +1,25 @@
-"""Azure SQL backend: pyodbc with ODBC Driver 18, managed-identity tokens, a small connection pool.
+"""Azure SQL backend: pyodbc with ODBC Driver 18, managed-identity tokens, a bounded connection pool.
 
 pyodbc is imported only when this backend is built, so local runs need no ODBC libraries.
 Authentication is either a full `SQL_CONNECTION_STRING` or the function's managed identity:
 an `azure-identity` token for `https://database.windows.net/.default`, packed as the driver
 expects (UTF-16-LE with a 4-byte little-endian length) into connection attribute 1256 and
-refreshed five minutes before it expires. Pooled connections are checked before reuse after an
-idle spell and dropped after any error, so a serverless database that paused, a failover, or a
-Flex instance that was frozen and thawed costs one reconnect, not a failure. Transient errors
-(40613, 40197, 40501, 49918, 4060, 10928, 10929, 10053, 10054, 10060, 233, 64, and the
-connection SQLSTATEs) are retried with backoff while connecting and otherwise surface as
-`StoreUnavailable`; duplicate keys (2627, 2601) are "already stored".
+refreshed five minutes before it expires.
+
+Every failure on the way to a result maps to the store's errors (`backend.Backend.classify`),
+checkout and token fetch included:
+- unreachable, paused, throttled, failing over, deadlocked, timed out, login refused, no token,
+  no free pooled connection → `StoreUnavailable` (the message retries later; never poison);
+- a value too long or of the wrong type → `StoreRefused` naming table and column, never the
+  value (SQL Server's 2628 message quotes the truncated value: lead data);
+- a duplicate key (2627, 2601) → `DuplicateKey`, "already stored".
+The pool holds at most `pool_size` connections; a caller waits up to `checkout_timeout_seconds`
+for one. Pooled connections are checked before reuse after an idle spell and dropped after a
+connection error, so a paused serverless database or a thawed Flex instance costs one reconnect.
 """
 
 from __future__ import annotations
 
-import queue
 import re
 import struct
 import threading
@@ -24,18 +29,29 @@ from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.errors import StoreUnavailable
-from shared.store.base_types import StoreBackend
-from shared.store.mssql_schema import MIGRATIONS, STATEMENTS
+from shared.errors import StoreRefused, StoreUnavailable
+from shared.store.backend import Backend, DuplicateKey, Tx
 
 SQL_COPT_SS_ACCESS_TOKEN = 1256
 TOKEN_SCOPE = "https://database.windows.net/.default"  # noqa: S105 - an OAuth scope, not a secret
-TRANSIENT_NUMBERS = frozenset({40613, 40197, 40501, 49918, 4060, 10928, 10929, 10053, 10054, 10060, 233, 64})
-TRANSIENT_SQLSTATES = frozenset({"08S01", "08001", "08004", "HYT00", "HYT01", "40001"})
+TRANSIENT_NUMBERS = frozenset(
+    {40613, 40197, 40501, 49918, 49919, 49920, 4060, 4221, 10928, 10929, 10053, 10054, 10060, 233, 64, 1205, 18456}
+)
+TRANSIENT_SQLSTATES = frozenset({"08S01", "08001", "08004", "08007", "HYT00", "HYT01", "40001", "28000"})
 DUPLICATE_NUMBERS = frozenset({2627, 2601})
+REFUSED_NUMBERS = frozenset({2628, 8152, 515, 8115, 245, 8114, 241, 242})
+REFUSED_SQLSTATES = frozenset({"22001", "22003", "22007", "22008", "22018"})
 _NUMBER = re.compile(r"\((\d{2,6})\)")
+_WHERE = re.compile(r"table '(?:[^'.]*\.)*([^'.]+)', column '([^']+)'")
+_NULL_WHERE = re.compile(r"column '([^']+)', table '(?:[^'.]*\.)*([^'.]+)'")
 IDLE_CHECK_SECONDS = 30.0
 CONNECT_ATTEMPTS = 4
+# Waits for the lock (no lock timeout): it is the transaction's first lock, so no deadlock can pick
+# it, and the connection's query timeout bounds the wait (HYT00 → StoreUnavailable, retried).
+MIGRATION_LOCK = (
+    "EXEC sp_getapplock @Resource = N'lead-agent-schema', @LockMode = 'Exclusive',"
+    " @LockOwner = 'Transaction', @LockTimeout = -1"
+)
 
 
 def native_numbers(exc: BaseException) -> set[int]:
@@ -49,7 +65,7 @@ def sqlstate(exc: BaseException) -> str:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Whether retrying later can help (throttling, failover, paused serverless database, network)."""
+    """Whether retrying later can help (throttling, failover, paused database, network, deadlock, login)."""
     return bool(native_numbers(exc) & TRANSIENT_NUMBERS) or sqlstate(exc) in TRANSIENT_SQLSTATES
 
 
@@ -87,11 +103,10 @@ class TokenSource:
             return self._token[0]
 
 
-class MssqlBackend(StoreBackend):
+class MssqlBackend(Backend):
     """SQL Server / Azure SQL through a DB-API `connect` (pyodbc in production)."""
 
-    statements = STATEMENTS
-    migrations = MIGRATIONS
+    dialect = "mssql"
 
     def __init__(
         self,
@@ -101,7 +116,10 @@ class MssqlBackend(StoreBackend):
         timeout_seconds: float = 15.0,
         connect: Callable[..., Any] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        checkout_timeout_seconds: float = 15.0,
     ) -> None:
+        if pool_size < 1:
+            raise ValueError("pool_size must be at least 1")
         self._connection_string = connection_string
         self._token = token
         self._timeout = timeout_seconds
@@ -112,103 +130,145 @@ class MssqlBackend(StoreBackend):
             pyodbc.pooling = False  # this class pools; the driver manager's pool would hide dead connections
             connect = pyodbc.connect
         self._connect = connect
-        self._pool: queue.LifoQueue[tuple[Any, float]] = queue.LifoQueue(maxsize=pool_size)
+        self.pool_size = pool_size
+        self._checkout_timeout = checkout_timeout_seconds
+        self._idle: list[tuple[Any, float]] = []
+        self._open = 0
+        self._pool = threading.Condition()
+
+    # --- connections ----------------------------------------------------------------------------
 
     def _new_connection(self) -> Any:
-        """Connect with retries on transient errors; `StoreUnavailable` when the database stays away."""
+        """Connect, retrying transient errors briefly; `StoreUnavailable` when the database stays away."""
         last: BaseException | None = None
         for attempt in range(CONNECT_ATTEMPTS):
             try:
-                attrs = {SQL_COPT_SS_ACCESS_TOKEN: pack_token(self._token())} if self._token else {}
+                token = self._access_token()
+                attrs = {SQL_COPT_SS_ACCESS_TOKEN: pack_token(token)} if token is not None else {}
                 connection = self._connect(
                     self._connection_string, autocommit=False, timeout=int(self._timeout), attrs_before=attrs
                 )
                 connection.timeout = int(self._timeout)  # query timeout
                 return connection
+            except StoreUnavailable:
+                raise
             except Exception as exc:
                 last = exc
-                if not is_transient(exc) and not _is_driver_error(exc):
-                    raise
+                if 18456 in native_numbers(exc) or not (is_transient(exc) or _is_driver_error(exc)):
+                    break  # a refused login or a programming error: no use in asking again now
                 self._sleep(min(8.0, 0.5 * 2**attempt))
-        raise StoreUnavailable(f"Azure SQL unreachable after {CONNECT_ATTEMPTS} attempts: {_describe(last)}")
+        raise StoreUnavailable(f"Azure SQL unreachable: {_describe(last)}")
+
+    def _access_token(self) -> str | None:
+        if self._token is None:
+            return None
+        try:
+            return self._token()
+        except Exception as exc:  # IMDS/Entra blip, credential unavailable: the leads wait, none is lost
+            raise StoreUnavailable(f"no access token for Azure SQL: {type(exc).__name__}") from None
 
     def _checkout(self) -> Any:
+        """A pooled connection, or a new one while fewer than `pool_size` are open; waits, bounded."""
+        deadline = time.monotonic() + self._checkout_timeout
         while True:
-            try:
-                connection, idle_since = self._pool.get_nowait()
-            except queue.Empty:
-                return self._new_connection()
+            with self._pool:
+                while not self._idle and self._open >= self.pool_size:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise StoreUnavailable(
+                            f"no Azure SQL connection free within {self._checkout_timeout:.0f}s "
+                            f"(pool of {self.pool_size})"
+                        )
+                    self._pool.wait(remaining)
+                if self._idle:
+                    connection, idle_since = self._idle.pop()
+                else:
+                    self._open += 1
+                    connection, idle_since = None, 0.0
+            if connection is None:
+                try:
+                    return self._new_connection()
+                except BaseException:
+                    self._discard(None)
+                    raise
             if time.monotonic() - idle_since < IDLE_CHECK_SECONDS:
                 return connection
             try:
                 connection.cursor().execute("SELECT 1").fetchone()
                 return connection
             except Exception:
-                _close(connection)
+                self._discard(connection)
 
     def _checkin(self, connection: Any) -> None:
-        try:
-            self._pool.put_nowait((connection, time.monotonic()))
-        except queue.Full:
+        with self._pool:
+            self._idle.append((connection, time.monotonic()))
+            self._pool.notify()
+
+    def _discard(self, connection: Any) -> None:
+        if connection is not None:
             _close(connection)
+        with self._pool:
+            self._open -= 1
+            self._pool.notify()
+
+    @property
+    def open_connections(self) -> int:
+        return self._open
 
     @contextmanager
-    def write(self) -> Iterator[Any]:
+    def transaction(self, write: bool) -> Iterator[Any]:
         connection = self._checkout()
-        cursor = connection.cursor()
-        cursor.fast_executemany = True  # executemany sends one parameter array, not a round trip per row
         try:
+            cursor = connection.cursor()
+            if write:
+                cursor.fast_executemany = True  # executemany sends one parameter array, not a row per trip
             yield cursor
-            connection.commit()
+            connection.commit()  # a read commits too, so the pooled connection holds no locks
         except BaseException as exc:
-            try:
-                connection.rollback()
-            except Exception:
-                _close(connection)
-                connection = None
-            if self._unavailable(exc):
-                if connection is not None:
-                    _close(connection)
-                raise StoreUnavailable(f"Azure SQL write failed: {_describe(exc)}") from exc
-            if connection is not None:
+            healthy = not self._connection_lost(exc)
+            if healthy:
+                try:
+                    connection.rollback()
+                except Exception:
+                    healthy = False
+            if healthy:
                 self._checkin(connection)
+            else:
+                self._discard(connection)
             raise
         else:
             self._checkin(connection)
 
-    @contextmanager
-    def read(self) -> Iterator[Any]:
-        connection = self._checkout()
-        cursor = connection.cursor()
-        try:
-            yield cursor
-            connection.commit()  # end the read transaction so the pooled connection holds no locks
-        except BaseException as exc:
-            _close(connection)
-            if self._unavailable(exc):
-                raise StoreUnavailable(f"Azure SQL read failed: {_describe(exc)}") from exc
-            raise
-        else:
-            self._checkin(connection)
+    def _connection_lost(self, exc: BaseException) -> bool:
+        return isinstance(exc, StoreUnavailable) or is_transient(exc) or _is_driver_error(exc)
 
-    def _unavailable(self, exc: BaseException) -> bool:
-        return is_transient(exc) or (_is_driver_error(exc) and not self.is_duplicate_key(exc))
+    def lock_migrations(self, tx: Tx) -> None:
+        """`sp_getapplock`, held by the transaction: a second instance waits, then sees the new version."""
+        tx.execute(MIGRATION_LOCK)
 
-    def is_duplicate_key(self, exc: BaseException) -> bool:
-        return bool(native_numbers(exc) & DUPLICATE_NUMBERS) or (
-            sqlstate(exc) == "23000" and "duplicate" in str(exc).lower()
-        )
+    # --- errors and times -----------------------------------------------------------------------
 
-    def to_db_time(self, value: datetime) -> Any:
+    def classify(self, exc: BaseException) -> Exception | None:
+        numbers, state = native_numbers(exc), sqlstate(exc)
+        if numbers & DUPLICATE_NUMBERS or (state == "23000" and "duplicate" in str(exc).lower()):
+            return DuplicateKey(_describe(exc))
+        if numbers & REFUSED_NUMBERS or state in REFUSED_SQLSTATES:
+            return StoreRefused(f"Azure SQL refused a value{_where(exc)}: {_describe(exc)}")
+        if is_transient(exc) or _is_driver_error(exc):
+            return StoreUnavailable(f"Azure SQL unavailable: {_describe(exc)}")
+        return None
+
+    def encode_time(self, value: datetime) -> datetime:
         """Naive UTC with millisecond precision (DATETIME2(3))."""
+        if value.tzinfo is None:
+            raise TypeError("naive datetime given to the store; times are aware UTC")
         utc = value.astimezone(UTC).replace(tzinfo=None)
         return utc.replace(microsecond=utc.microsecond // 1000 * 1000)
 
-    def from_db_time(self, value: Any) -> datetime:
-        if isinstance(value, datetime):
-            return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-        text = str(value)
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+    def decode_time(self, value: Any) -> datetime:
+        if not isinstance(value, datetime):
+            raise TypeError(f"not a stored time: {type(value).__name__}")
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _is_driver_error(exc: BaseException) -> bool:
@@ -216,7 +276,18 @@ def _is_driver_error(exc: BaseException) -> bool:
     return type(exc).__name__ in ("OperationalError", "InterfaceError")
 
 
+def _where(exc: BaseException) -> str:
+    """` in table.column` from SQL Server's message, when it names them (never the value it quotes)."""
+    text = str(exc)
+    if match := _WHERE.search(text):
+        return f" in {match.group(1)}.{match.group(2)}"
+    if match := _NULL_WHERE.search(text):
+        return f" in {match.group(2)}.{match.group(1)}"
+    return ""
+
+
 def _describe(exc: BaseException | None) -> str:
+    """Type, SQLSTATE and error numbers only: SQL Server's text may quote the values (lead data)."""
     if exc is None:
         return "unknown"
     numbers = sorted(native_numbers(exc))
@@ -247,4 +318,5 @@ def backend_from_settings(
         token=TokenSource(credential),
         pool_size=pool_size,
         timeout_seconds=timeout_seconds,
+        checkout_timeout_seconds=timeout_seconds,
     )

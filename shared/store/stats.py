@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from shared.store.mixin import StoreMixin
+from shared.store.backend import Sql
+from shared.store.database import Database
 
 
 @dataclass(frozen=True)
@@ -16,26 +17,110 @@ class PollFigures:
     errors: int
 
 
-class StatsStore(StoreMixin):
-    """Mixed into `LeadStore`: read-only counts over time windows."""
+@dataclass(frozen=True)
+class NotificationFigures:
+    emails: int
+    leads: int
+    grouped: int
 
-    def _grouped(self, sql: str, start: datetime, end: datetime) -> dict[str, int]:
-        t = self.backend.to_db_time
-        with self._read() as cur:
-            cur.execute(sql, (t(start), t(end)))
-            return {str(key): int(count) for key, count in cur.fetchall()}
+
+@dataclass(frozen=True)
+class _Count:
+    key: str | None
+    count: int
+
+
+@dataclass(frozen=True)
+class _HourSource:
+    hour: str
+    source: str
+    count: int
+
+
+@dataclass(frozen=True)
+class _FormSource:
+    form_id: str | None
+    source: str
+    count: int
+
+
+@dataclass(frozen=True)
+class _LastTimes:
+    created: datetime | None
+    stored: datetime | None
+
+
+@dataclass(frozen=True)
+class _Latency:
+    sent_at: datetime
+    stored_at: datetime
+
+
+HOUR = Sql("substr(created_time, 1, 13)", mssql="CONVERT(CHAR(13), created_time, 126)")  # 'YYYY-MM-DDTHH'
+WINDOW = "created_time >= ? AND created_time < ?"
+BY_SOURCE = f"SELECT source, COUNT(*) FROM leads WHERE {WINDOW} GROUP BY source"  # noqa: S608
+BY_FORM = f"SELECT form_id, COUNT(*) FROM leads WHERE {WINDOW} GROUP BY form_id"  # noqa: S608
+BY_HOUR = Sql(
+    *(f"SELECT {h}, COUNT(*) FROM leads WHERE {WINDOW} GROUP BY {h}" for h in (HOUR.text, HOUR.mssql))  # noqa: S608
+)
+BY_HOUR_AND_SOURCE = Sql(
+    *(
+        f"SELECT {h}, source, COUNT(*) FROM leads WHERE {WINDOW} GROUP BY {h}, source"  # noqa: S608
+        for h in (HOUR.text, HOUR.mssql)
+    )
+)
+BY_FORM_AND_SOURCE = f"SELECT form_id, source, COUNT(*) FROM leads WHERE {WINDOW} GROUP BY form_id, source"  # noqa: S608
+COUNT_LEADS = f"SELECT COUNT(*) FROM leads WHERE {WINDOW}"  # noqa: S608
+COUNT_AUDIT = "SELECT COUNT(*) FROM audit_log WHERE action = ? AND at >= ? AND at < ?"
+COUNT_FAILED = "SELECT COUNT(*) FROM failed_events WHERE status = ?"
+COUNT_FAILED_SINCE = "SELECT COUNT(*) FROM failed_events WHERE first_failed_at >= ? AND first_failed_at < ?"
+POLL_FIGURES = (
+    "SELECT COUNT(*), COALESCE(SUM(missing_found), 0), COALESCE(SUM(enqueued), 0),"
+    " COALESCE(SUM(CASE WHEN error IS NULL THEN 0 ELSE 1 END), 0)"
+    " FROM poll_runs WHERE started_at >= ? AND started_at < ?"
+)
+SENT = "SELECT COUNT(*) FROM notification_log WHERE status = 'sent' AND sent_at >= ? AND sent_at < ?"
+COUNTERS = "SELECT name, value FROM lead_counters"
+# two subqueries: each MAX uses its own index (one SELECT with both aggregates scans every lead)
+LAST_TIMES = "SELECT (SELECT MAX(created_time) FROM leads), (SELECT MAX(stored_at) FROM leads)"
+NOTIFICATION_FIGURES = (
+    "SELECT COUNT(DISTINCT claim_id), COALESCE(SUM(CASE WHEN kind = 'lead' THEN 1 ELSE 0 END), 0),"
+    " COUNT(DISTINCT CASE WHEN group_size > 1 THEN claim_id END)"
+    " FROM notification_log WHERE status = 'sent' AND sent_at >= ? AND sent_at < ?"
+)
+LATENCIES = (
+    "SELECT n.sent_at, l.stored_at FROM notification_log n JOIN leads l ON l.facebook_lead_id = n.notification_key"
+    " WHERE n.kind = 'lead' AND n.status = 'sent' AND n.sent_at >= ? AND n.sent_at < ?"
+)
+COUNT_OUTBOX_PENDING = "SELECT COUNT(*) FROM notification_outbox WHERE status IN ('pending', 'queued')"
+COUNT_NOTIFICATIONS_FAILED = "SELECT COUNT(*) FROM notification_log WHERE status = 'failed'"
+
+
+class StatsStore:
+    """Read-only counts over time windows, and the running counters."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def _count(self, sql: str, params: tuple[object, ...] = ()) -> int:
+        with self._db.read() as tx:
+            return tx.value(int, sql, params) or 0
+
+    def _grouped(self, sql: str | Sql, start: datetime, end: datetime) -> dict[str, int]:
+        with self._db.read() as tx:
+            return {str(row.key): row.count for row in tx.all(_Count, sql, (start, end))}
 
     def leads_by_source(self, start: datetime, end: datetime) -> dict[str, int]:
         """Leads created in [start, end) per source (`webhook`, `polling`, `reprocess`)."""
-        return self._grouped(self._statements.leads_by_source_between, start, end)
+        return self._grouped(BY_SOURCE, start, end)
 
     def leads_by_form(self, start: datetime, end: datetime) -> dict[str, int]:
         """Leads created in [start, end) per form id."""
-        return self._grouped(self._statements.leads_by_form_between, start, end)
+        return self._grouped(BY_FORM, start, end)
 
     def leads_by_hour(self, start: datetime, end: datetime) -> list[tuple[datetime, int]]:
         """Leads created per UTC hour in [start, end), every hour present (zero when none)."""
-        counts = self._grouped(self._statements.leads_by_hour_between, start, end)
+        counts = self._grouped(BY_HOUR, start, end)
         hour = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
         rows = []
         while hour < end:
@@ -43,91 +128,59 @@ class StatsStore(StoreMixin):
             hour += timedelta(hours=1)
         return rows
 
+    def leads_by_hour_and_source(self, start: datetime, end: datetime) -> list[tuple[str, str, int]]:
+        with self._db.read() as tx:
+            return [(r.hour, r.source, r.count) for r in tx.all(_HourSource, BY_HOUR_AND_SOURCE, (start, end))]
+
+    def leads_by_form_and_source(self, start: datetime, end: datetime) -> list[tuple[str | None, str, int]]:
+        with self._db.read() as tx:
+            return [(r.form_id, r.source, r.count) for r in tx.all(_FormSource, BY_FORM_AND_SOURCE, (start, end))]
+
     def count_leads(self, start: datetime, end: datetime) -> int:
-        return self._count(self._statements.count_leads_between, start, end)
+        return self._count(COUNT_LEADS, (start, end))
 
     def count_audit(self, action: str, start: datetime, end: datetime) -> int:
-        t = self.backend.to_db_time
-        with self._read() as cur:
-            cur.execute(self._statements.count_audit_between, (action, t(start), t(end)))
-            return int(cur.fetchone()[0])
+        return self._count(COUNT_AUDIT, (action, start, end))
 
     def count_failed_events(self, status: str = "open") -> int:
-        with self._read() as cur:
-            cur.execute(self._statements.count_failed_by_status, (status,))
-            return int(cur.fetchone()[0])
+        return self._count(COUNT_FAILED, (status,))
+
+    def count_failed_since(self, start: datetime, end: datetime) -> int:
+        return self._count(COUNT_FAILED_SINCE, (start, end))
 
     def poll_figures(self, start: datetime, end: datetime) -> PollFigures:
-        t = self.backend.to_db_time
-        with self._read() as cur:
-            cur.execute(self._statements.poll_runs_between, (t(start), t(end)))
-            runs, missing, enqueued, errors = cur.fetchone()
-        return PollFigures(int(runs), int(missing), int(enqueued), int(errors))
+        with self._db.read() as tx:
+            figures = tx.one(PollFigures, POLL_FIGURES, (start, end))
+        return figures or PollFigures(0, 0, 0, 0)
 
     def count_notifications_sent(self, start: datetime, end: datetime) -> int:
-        return self._count(self._statements.notifications_sent_between, start, end)
-
-    def _count(self, sql: str, start: datetime, end: datetime) -> int:
-        t = self.backend.to_db_time
-        with self._read() as cur:
-            cur.execute(sql, (t(start), t(end)))
-            return int(cur.fetchone()[0])
-
-
-class OpsStatsStore(StatsStore):
-    """The counts behind `/api/stats*`: running counters and indexed window queries."""
+        return self._count(SENT, (start, end))
 
     def counters(self) -> dict[str, int]:
         """Running counters kept in the lead transactions (`source:<name>`, `duplicates`)."""
-        with self._read() as cur:
-            cur.execute(self._statements.read_counters)
-            return {str(name): int(value) for name, value in cur.fetchall()}
+        with self._db.read() as tx:
+            return {str(row.key): row.count for row in tx.all(_Count, COUNTERS)}
 
     def last_lead_times(self) -> tuple[datetime | None, datetime | None]:
         """(newest `created_time`, newest `stored_at`) or Nones on an empty store."""
-        with self._read() as cur:
-            cur.execute(self._statements.last_lead_times)
-            created, stored = cur.fetchone()
-        convert = self.backend.from_db_time
-        return (None if created is None else convert(created), None if stored is None else convert(stored))
+        with self._db.read() as tx:
+            row = tx.one(_LastTimes, LAST_TIMES)
+        return (None, None) if row is None else (row.created, row.stored)
 
-    def leads_by_hour_and_source(self, start: datetime, end: datetime) -> list[tuple[str, str, int]]:
-        t = self.backend.to_db_time
-        with self._read() as cur:
-            cur.execute(self._statements.leads_by_hour_and_source, (t(start), t(end)))
-            return [(str(hour), str(source), int(n)) for hour, source, n in cur.fetchall()]
-
-    def leads_by_form_and_source(self, start: datetime, end: datetime) -> list[tuple[str | None, str, int]]:
-        t = self.backend.to_db_time
-        with self._read() as cur:
-            cur.execute(self._statements.leads_by_form_and_source, (t(start), t(end)))
-            return [(form, str(source), int(n)) for form, source, n in cur.fetchall()]
-
-    def count_failed_since(self, start: datetime, end: datetime) -> int:
-        return self._count(self._statements.count_failed_since, start, end)
-
-    def notification_figures(self, start: datetime, end: datetime) -> tuple[int, int, int]:
-        """(emails sent, leads announced, grouped emails) in the window."""
-        t = self.backend.to_db_time
-        with self._read() as cur:
-            cur.execute(self._statements.notification_figures, (t(start), t(end)))
-            emails, leads, grouped = cur.fetchone()
-        return int(emails), int(leads), int(grouped)
+    def notification_figures(self, start: datetime, end: datetime) -> NotificationFigures:
+        """Emails sent, leads announced and grouped emails in the window."""
+        with self._db.read() as tx:
+            figures = tx.one(NotificationFigures, NOTIFICATION_FIGURES, (start, end))
+        return figures or NotificationFigures(0, 0, 0)
 
     def notification_latencies(self, start: datetime, end: datetime) -> list[float]:
         """Seconds from a lead's commit to its email being accepted, for emails sent in the window."""
-        t, back = self.backend.to_db_time, self.backend.from_db_time
-        with self._read() as cur:
-            cur.execute(self._statements.notification_latencies, (t(start), t(end)))
-            rows = cur.fetchall()
-        return [(back(sent) - back(stored)).total_seconds() for sent, stored in rows]
+        with self._db.read() as tx:
+            rows = tx.all(_Latency, LATENCIES, (start, end))
+        return [(row.sent_at - row.stored_at).total_seconds() for row in rows]
 
     def count_outbox_pending(self) -> int:
-        with self._read() as cur:
-            cur.execute(self._statements.count_outbox_pending)
-            return int(cur.fetchone()[0])
+        return self._count(COUNT_OUTBOX_PENDING)
 
     def count_notifications_failed(self) -> int:
-        with self._read() as cur:
-            cur.execute(self._statements.count_notifications_failed)
-            return int(cur.fetchone()[0])
+        return self._count(COUNT_NOTIFICATIONS_FAILED)

@@ -16,7 +16,7 @@ from shared.models.messages import LeadMessage
 from shared.ops.reprocess import reprocess
 from shared.queues.names import LEADS_QUEUE, NOTIFICATIONS_QUEUE, poison_queue
 from shared.queues.sweep import HOST_MOVE_REASON, sweep_poison_queues
-from shared.store.base import FailedEvent
+from shared.store.failed_events import FailedEvent
 from shared.webhook.intake import receive_webhook
 from shared.webhook.signature import sign_body
 from tests.support.queues import drain_json, message_count, queue_client, reset_queue
@@ -52,9 +52,9 @@ def test_pipeline_dead_letter_is_recorded_once_even_after_the_sweep(net):
     report = sweep(net)
     assert (report.moved, report.already_recorded) == (0, 1)
     assert message_count(net.storage, POISON) == 0
-    [event] = net.store.list_failed_events()
-    assert event["facebook_lead_id"] == "444444444444" and "LeadNotFetchable" in event["error"]
-    assert set(event) == {
+    [event] = net.store.failed_events.list_failed_events()
+    assert event.facebook_lead_id == "444444444444" and "LeadNotFetchable" in event.error
+    assert set(event.as_json()) == {
         "id", "queue", "stage", "facebook_lead_id", "error", "attempts", "first_failed_at", "last_failed_at", "status"
     }  # fmt: skip
 
@@ -63,37 +63,39 @@ def test_webhook_dead_letter_reaches_failed_events_through_the_sweep(net):
     body = b"garbage that was signed"
     assert receive_webhook(body, sign_body(body, "s"), ["s"], net.sender, 1 << 20).status == 400
     assert sweep(net).moved == 1
-    [event] = net.store.list_failed_events()
-    assert (event["stage"], event["error"], event["facebook_lead_id"]) == ("webhook", "body is not JSON", None)
+    [event] = net.store.failed_events.list_failed_events()
+    assert (event.stage, event.error, event.facebook_lead_id) == ("webhook", "body is not JSON", None)
 
 
 def test_host_poisoned_message_is_recorded_with_a_reason_the_host_never_gives(net):
     queue_client(net.storage, POISON).send_message(message("555").decode())
     report = sweep(net)
     assert report.moved == 1
-    [event] = net.store.list_failed_events()
-    assert event["error"] == HOST_MOVE_REASON and event["facebook_lead_id"] == "555"
+    [event] = net.store.failed_events.list_failed_events()
+    assert event.error == HOST_MOVE_REASON and event.facebook_lead_id == "555"
 
 
 def test_sweeping_twice_records_nothing_twice(net):
     queue_client(net.storage, POISON).send_message(message("556").decode())
     sweep(net)
     assert sweep(net).moved == 0
-    assert len(net.store.list_failed_events()) == 1
+    assert len(net.store.failed_events.list_failed_events()) == 1
 
 
 def test_notification_poison_queue_is_swept_too(net):
     queue_client(net.storage, poison_queue(NOTIFICATIONS_QUEUE)).send_message('{"kind":"notify"}')
     assert sweep(net).moved == 1
-    assert net.store.list_failed_events()[0]["stage"] == "notify"
+    assert net.store.failed_events.list_failed_events()[0].stage == "notify"
 
 
 def test_failed_events_older_than_the_retention_are_purged(net):
     old = datetime.now(UTC) - timedelta(days=31)
-    net.store.record_failed_event(FailedEvent("leads-inbound-poison", "ingest", "old", 1, "{}", failed_at=old))
-    net.store.record_failed_event(FailedEvent("leads-inbound-poison", "ingest", "new", 1, "{}"))
+    net.store.failed_events.record_failed_event(
+        FailedEvent("leads-inbound-poison", "ingest", "old", 1, "{}", failed_at=old)
+    )
+    net.store.failed_events.record_failed_event(FailedEvent("leads-inbound-poison", "ingest", "new", 1, "{}"))
     assert sweep(net, retention_days=30).purged == 1
-    assert [e["error"] for e in net.store.list_failed_events()] == ["new"]
+    assert [e.error for e in net.store.failed_events.list_failed_events()] == ["new"]
 
 
 def test_reprocessing_a_fixed_lead_stores_it(net, graph):
@@ -101,23 +103,23 @@ def test_reprocessing_a_fixed_lead_stores_it(net, graph):
     graph.sandbox.add_fault("permission", route="lead", code=100, subcode=33)
     ingest_lead_message(message(lead_id), net.ingest_deps())  # Leads Access missing → 100/33 → dead letter
     graph.sandbox.clear_faults()
-    [event] = net.store.list_failed_events()
-    result = reprocess(str(event["id"]), net.store, net.sender)
+    [event] = net.store.failed_events.list_failed_events()
+    result = reprocess(str(event.id), net.store, net.sender)
     assert result.status == 202
     assert result.body["queued"]["facebook_lead_id"] == lead_id
     assert net.drain_ingest() == ["stored"]
-    assert net.store.get_failed_event(event["id"])["status"] == "reprocessed"
+    assert net.store.failed_events.get_failed_event(event.id).status == "reprocessed"
     with sqlite3.connect(net.store.backend.path) as conn:  # type: ignore[attr-defined]
         assert conn.execute("SELECT source FROM leads").fetchone()[0] == "reprocess"
 
 
 def test_reprocessing_a_lead_that_still_fails_makes_a_fresh_visible_dead_letter(net):
     ingest_lead_message(message("444444444444"), net.ingest_deps())
-    [event] = net.store.list_failed_events()
-    assert reprocess(str(event["id"]), net.store, net.sender).status == 202
+    [event] = net.store.failed_events.list_failed_events()
+    assert reprocess(str(event.id), net.store, net.sender).status == 202
     assert net.drain_ingest() == ["dead_lettered"]
-    [fresh] = net.store.list_failed_events()
-    assert fresh["id"] != event["id"] and fresh["facebook_lead_id"] == "444444444444"
+    [fresh] = net.store.failed_events.list_failed_events()
+    assert fresh.id != event.id and fresh.facebook_lead_id == "444444444444"
 
 
 def test_reprocessing_by_lead_id_queues_the_lead(net):
@@ -136,8 +138,8 @@ def test_reprocessing_a_malformed_webhook_is_refused_with_the_reason(net):
     body = b"not json"
     receive_webhook(body, sign_body(body, "s"), ["s"], net.sender, 1 << 20)
     sweep(net)
-    [event] = net.store.list_failed_events()
-    result = reprocess(str(event["id"]), net.store, net.sender)
+    [event] = net.store.failed_events.list_failed_events()
+    result = reprocess(str(event.id), net.store, net.sender)
     assert result.status == 409 and result.body["reason"] == "body is not JSON"
     assert message_count(net.storage, LEADS_QUEUE) == 0
 
@@ -150,6 +152,6 @@ def test_reprocessing_an_unknown_id_is_404(net):
 
 def test_dead_letter_payload_keeps_the_original_message(net):
     ingest_lead_message(message("444444444444", source="webhook"), net.ingest_deps())
-    [event] = net.store.list_failed_events()
-    payload = json.loads(net.store.get_failed_event(event["id"])["payload"])
+    [event] = net.store.failed_events.list_failed_events()
+    payload = json.loads(net.store.failed_events.get_failed_event(event.id).payload)
     assert payload["facebook_lead_id"] == "444444444444" and payload["source"] == "webhook"

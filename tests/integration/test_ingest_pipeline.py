@@ -15,7 +15,7 @@ from shared.ingest.pipeline import IngestDeps, IngestPolicy, ingest_lead_message
 from shared.models.messages import LeadMessage
 from shared.queues.names import LEADS_QUEUE, poison_queue
 from shared.queues.sender import QueueSender
-from shared.store.base import LeadStore
+from shared.store import Store
 from shared.store.sqlite import SqliteBackend
 from tests.support.queues import drain_json, message_count, reset_queue
 
@@ -35,7 +35,7 @@ def graph() -> Iterator[RunningSandbox]:
 def deps(azurite, graph: RunningSandbox, tmp_path: Path) -> IngestDeps:
     for queue in (LEADS_QUEUE, POISON):
         reset_queue(azurite.connection_string, queue)
-    store = LeadStore(SqliteBackend(str(tmp_path / "leads.db")))
+    store = Store(SqliteBackend(str(tmp_path / "leads.db")))
     store.migrate()
     client = GraphClient(graph.url, "v26.0", token=lambda: TOKEN, timeout_seconds=2)
     return IngestDeps(store, client.fetch_lead, QueueSender(azurite.connection_string), IngestPolicy(5, 1, 60))
@@ -179,7 +179,7 @@ def test_store_unavailable_requeues_instead_of_poisoning(deps, graph, azurite, t
     lead_id = create_lead(graph)
     blocker = tmp_path / "file-not-dir"
     blocker.write_text("x")
-    deps.store = LeadStore(SqliteBackend(str(blocker / "leads.db")))
+    deps.store = Store(SqliteBackend(str(blocker / "leads.db")))
     result = ingest_lead_message(message_for(lead_id), deps)
     assert result.outcome == "retrying" and "StoreUnavailable" in (result.reason or "")
     assert message_count(azurite.connection_string, POISON) == 0

@@ -19,7 +19,7 @@ from shared.notify.notifier import NotifyPolicy, enqueue_notification, flush_out
 from shared.notify.recipients import Recipients
 from shared.ops.reprocess import reprocess
 from shared.queues.names import NOTIFICATIONS_QUEUE, poison_queue
-from shared.store.base import LeadStore
+from shared.store import Store
 from shared.store.sqlite import SqliteBackend
 from tests.support.leads import graph_lead_payload, normalised
 from tests.support.notifications import FakeClock, drain_notifications, notify_deps, parts, read_mail, sink
@@ -37,8 +37,8 @@ def storage(azurite) -> str:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> LeadStore:
-    created = LeadStore(SqliteBackend(str(tmp_path / "leads.db")))
+def store(tmp_path: Path) -> Store:
+    created = Store(SqliteBackend(str(tmp_path / "leads.db")))
     created.migrate()
     return created
 
@@ -56,15 +56,15 @@ def clock() -> FakeClock:
 
 
 def store_lead(
-    store: LeadStore, lead_id: str, name: str = "Zoë Åström", notify: bool = True, created: int = 1_790_000_000
+    store: Store, lead_id: str, name: str = "Zoë Åström", notify: bool = True, created: int = 1_790_000_000
 ) -> None:
     payload = graph_lead_payload(lead_id, name=name, created=created)
     lead = normalised(lead_id, created=created)
     lead = lead.model_copy(update={"full_name": name, "fields": {**lead.fields, "full_name": [name]}})
-    store.store_lead(lead, {"leadgen_id": lead_id}, payload, notify=notify)
+    store.leads.store_lead(lead, {"leadgen_id": lead_id}, payload, notify=notify)
 
 
-def announce(store: LeadStore, deps, lead_id: str) -> None:
+def announce(store: Store, deps, lead_id: str) -> None:
     enqueue_notification(deps.queues, store, "lead", lead_id)
 
 
@@ -118,15 +118,15 @@ def test_smtp_down_retries_then_dead_letters_and_reprocess_sends_once(store, sto
     announce(store, down, "900004")
     outcomes = drain_notifications(down, storage, clock)
     assert outcomes == ["retrying", "retrying", "retrying", "dead_lettered"]
-    assert store.count_leads(clock.now.replace(year=2000), clock.now.replace(year=2100)) == 1
-    [event] = store.list_failed_events()
-    assert event["stage"] == "notify" and "attempts exhausted after 4" in event["error"]
+    assert store.stats.count_leads(clock.now.replace(year=2000), clock.now.replace(year=2100)) == 1
+    [event] = store.failed_events.list_failed_events()
+    assert event.stage == "notify" and "attempts exhausted after 4" in event.error
     running = sink(tmp_path / "mail-after")
     try:
         up = notify_deps(store, storage, running.port, clock)
-        assert reprocess(str(event["id"]), store, up.queues).status == 202
+        assert reprocess(str(event.id), store, up.queues).status == 202
         assert drain_notifications(up, storage, clock) == ["sent"]
-        assert reprocess(str(event["id"]), store, up.queues).status == 202  # a second reprocess
+        assert reprocess(str(event.id), store, up.queues).status == 202  # a second reprocess
         assert drain_notifications(up, storage, clock) == ["duplicate"]
         assert len(running.messages()) == 1
     finally:
@@ -162,20 +162,20 @@ def test_hourly_cap_holds_across_minutes(store, storage, smtp, clock):
         announce(store, deps, lead_id)
     handle = [handle_notification(m, deps).outcome for m in _bodies(storage)]
     assert handle.count("sent") == 2 and handle.count("waiting") == 1
-    assert store.next_email_slot(clock.now, 5, 2) > clock.now
+    assert store.outbox.next_email_slot(clock.now, 5, 2) > clock.now
 
 
 def test_messages_waiting_for_the_cap_wake_spread_over_the_backlog_not_all_at_once(store, storage, smtp, clock):
     policy = NotifyPolicy(per_minute=1, per_hour=600, max_group=10)  # one email a minute carries 10 leads
     deps = replace(notify_deps(store, storage, smtp.port, clock, policy=policy), rng=random.Random(3))
-    assert store.reserve_email_slot("taken", "lead", clock.now, 1, 600)  # this minute's slot is gone
+    assert store.outbox.reserve_email_slot("taken", "lead", clock.now, 1, 600)  # this minute's slot is gone
     ids = [str(900400 + n) for n in range(32)]
     for lead_id in ids:
         store_lead(store, lead_id)
         announce(store, deps, lead_id)
     results = [handle_notification(body, deps) for body in _bodies(storage)]
     assert [r.outcome for r in results] == ["waiting"] * 32
-    first_free = (store.next_email_slot(clock.now, 1, 600) - clock.now).total_seconds() + 1
+    first_free = (store.outbox.next_email_slot(clock.now, 1, 600) - clock.now).total_seconds() + 1
     delays = sorted(r.delay_seconds or 0 for r in results)
     # 32 leads need 4 emails: the next slot and three more a minute apart.
     assert first_free <= delays[0] and delays[-1] <= first_free + 3 * 60
@@ -187,18 +187,18 @@ def test_an_alert_waiting_for_the_cap_takes_the_next_slot(store, storage, smtp, 
     deps = notify_deps(store, storage, smtp.port, clock, policy=NotifyPolicy(per_minute=1, per_hour=600, max_group=10))
     for n in range(30):
         store_lead(store, str(900500 + n))  # a backlog of leads does not delay an alert
-    assert store.reserve_email_slot("taken", "alert", clock.now, 1, 600)
+    assert store.outbox.reserve_email_slot("taken", "alert", clock.now, 1, 600)
     assert open_incident(store, "token_invalid", {"code": 190})
     flush_outbox(deps.queues, store, clock.now + timedelta(minutes=5))
     results = [handle_notification(body, deps) for body in _bodies(storage)]
     alerts = [r for r in results if r.outcome == "waiting" and not r.key.isdigit()]  # type: ignore[union-attr]
-    first_free = (store.next_email_slot(clock.now, 1, 600) - clock.now).total_seconds() + 1
+    first_free = (store.outbox.next_email_slot(clock.now, 1, 600) - clock.now).total_seconds() + 1
     assert alerts and all(r.delay_seconds == first_free for r in alerts)
 
 
 def test_the_outbox_flush_does_not_copy_a_lead_email_waiting_out_the_hourly_cap(store, storage, smtp, clock):
     deps = notify_deps(store, storage, smtp.port, clock, policy=NotifyPolicy(per_minute=5, per_hour=1, max_group=10))
-    assert store.reserve_email_slot("taken", "lead", clock.now, 5, 1)  # this hour's one email is gone
+    assert store.outbox.reserve_email_slot("taken", "lead", clock.now, 5, 1)  # this hour's one email is gone
     store_lead(store, "900601")
     announce(store, deps, "900601")
     [waiting] = [handle_notification(body, deps) for body in _bodies(storage)]
@@ -252,7 +252,7 @@ def test_digest_from_a_seeded_day_goes_out_once_in_bcc(store, storage, smtp, clo
     now = datetime.now(UTC)
     for n in range(7):
         store_lead(store, str(900500 + n), notify=False, created=int(now.timestamp()) - 3600 * (n + 1))
-    store.record_duplicate("900500", "webhook")
+    store.leads.record_duplicate("900500", "webhook")
     deps = notify_deps(
         store,
         storage,
@@ -262,7 +262,7 @@ def test_digest_from_a_seeded_day_goes_out_once_in_bcc(store, storage, smtp, clo
     )
     deps.build_digest = lambda key: render_daily_digest(store, key, ZoneInfo("UTC"), lambda form: "Solar form")
     key = digest_key(now)
-    assert store.add_outbox("digest", key) and not store.add_outbox("digest", key)
+    assert store.outbox.add_outbox("digest", key) and not store.outbox.add_outbox("digest", key)
     enqueue_notification(deps.queues, store, "digest", key)
     enqueue_notification(deps.queues, store, "digest", key)
     assert sorted(drain_notifications(deps, storage, clock)) == ["duplicate", "sent"]
@@ -278,8 +278,8 @@ def test_digest_from_a_seeded_day_goes_out_once_in_bcc(store, storage, smtp, clo
 def test_send_stuck_after_a_crash_is_resent_once_and_labelled(store, storage, smtp, clock):
     deps = notify_deps(store, storage, smtp.port, clock)
     store_lead(store, "900601")
-    assert store.claim_notification("900601", "lead", "smtp", "crashed-claim")
-    store.begin_send("crashed-claim")  # the process died while the provider had the email
+    assert store.outbox.claim_notification("900601", "lead", "smtp", "crashed-claim")
+    store.outbox.begin_send("crashed-claim")  # the process died while the provider had the email
     announce(store, deps, "900601")
     [body] = _bodies(storage)
     assert handle_notification(body, deps).outcome == "in_progress"  # a live sender may still finish
@@ -287,7 +287,9 @@ def test_send_stuck_after_a_crash_is_resent_once_and_labelled(store, storage, sm
     assert drain_notifications(deps, storage, clock) == ["sent"]  # the re-queued message
     [mail] = smtp.messages()
     assert read_mail(mail)["Subject"].startswith("(resent) ")
-    assert store.count_audit("notification_resent", clock.now.replace(year=2000), clock.now.replace(year=2100)) == 1
+    assert (
+        store.stats.count_audit("notification_resent", clock.now.replace(year=2000), clock.now.replace(year=2100)) == 1
+    )
 
 
 def test_sent_email_is_recorded_by_a_receipt_when_the_database_is_away(store, storage, smtp, clock, monkeypatch):
@@ -296,16 +298,18 @@ def test_sent_email_is_recorded_by_a_receipt_when_the_database_is_away(store, st
     deps = notify_deps(store, storage, smtp.port, clock)
     store_lead(store, "900603")
     announce(store, deps, "900603")
-    original = store.mark_claim_sent
-    monkeypatch.setattr(store, "mark_claim_sent", lambda *a, **k: (_ for _ in ()).throw(StoreUnavailable("locked")))
+    original = store.outbox.mark_claim_sent
+    monkeypatch.setattr(
+        store.outbox, "mark_claim_sent", lambda *a, **k: (_ for _ in ()).throw(StoreUnavailable("locked"))
+    )
     import shared.notify.notifier as notifier
 
     monkeypatch.setattr(notifier.time, "sleep", lambda s: None)
     [body] = _bodies(storage)
     assert handle_notification(body, deps).outcome == "sent"
-    monkeypatch.setattr(store, "mark_claim_sent", original)  # the database is back
+    monkeypatch.setattr(store.outbox, "mark_claim_sent", original)  # the database is back
     assert drain_notifications(deps, storage, clock) == ["sent"]  # the receipt
-    assert store.notification_state("900603", "lead", "smtp")[0] == "sent"
+    assert store.outbox.notification_state("900603", "lead", "smtp").status == "sent"
     assert len(smtp.messages()) == 1
 
 
@@ -325,7 +329,7 @@ def test_sender_429_retry_after_is_honoured(store, storage, clock):
     [body] = [enqueue_notification(deps.queues, store, "lead", "900701")] and _bodies(storage)
     result = handle_notification(body, deps)
     assert result.outcome == "throttled" and result.delay_seconds is not None and result.delay_seconds >= 17
-    assert store.notification_state("900701", "lead", deps.sender.name) is None  # nothing claimed while waiting
+    assert store.outbox.notification_state("900701", "lead", deps.sender.name) is None  # nothing claimed while waiting
     assert drain_notifications(deps, storage, clock) == ["sent"]
     assert len(service.sent) == 1
 
@@ -359,7 +363,7 @@ def test_claim_abandoned_before_sending_is_taken_over_and_sent_once(store, stora
 
     deps = notify_deps(store, storage, smtp.port, clock)
     store_lead(store, "900602")
-    assert store.claim_notification("900602", "lead", "smtp", "stopped-before-send")  # never reached `sending`
+    assert store.outbox.claim_notification("900602", "lead", "smtp", "stopped-before-send")  # never reached `sending`
     announce(store, deps, "900602")
     [body] = _bodies(storage)
     assert handle_notification(body, deps).outcome == "in_progress"  # a fresh claim may still be working

@@ -163,7 +163,7 @@ def test_checkpoint_does_not_move_when_the_queue_is_down(net, graph):
     net.sender = QueueSender(azurite_connection_string(queue=free_port()), timeout_seconds=1)
     report = poll_once(net.poller())
     assert report.error and "QueueUnavailable" in report.error
-    assert net.store.get_state(f"checkpoint:{FORM_1}") is None
+    assert net.store.coordination.get_state(f"checkpoint:{FORM_1}") is None
     assert is_open(net.store, "polling_failing")
 
 
@@ -232,7 +232,7 @@ def test_throttling_stops_graph_calls_until_the_regain_time(net, graph):
     assert 150 < blocked.value.regain_seconds <= 180
     assert poll_once(net.poller()).error is not None
     assert graph.sandbox.calls()["total"] == calls  # nothing left while blocked
-    net.store.put_state("graph_throttle", {"until": 0})  # the regain time has passed
+    net.store.coordination.put_state("graph_throttle", {"until": 0})  # the regain time has passed
     from shared.graph.throttle import ThrottleGate
 
     net.client._gate = ThrottleGate(lambda: net.store)
@@ -271,7 +271,7 @@ def test_on_demand_reconciliation_stops_at_its_budget_and_says_how_far_it_got(ne
 
 def test_on_demand_reconciliation_leaves_checkpoints_alone(net, graph):
     reconcile_window(net.poller(), hours=24, budget_seconds=100)
-    assert net.store.get_state(f"checkpoint:{FORM_1}") is None
+    assert net.store.coordination.get_state(f"checkpoint:{FORM_1}") is None
 
 
 def _audit_count(net: SafetyNet, action: str) -> int:
@@ -290,7 +290,7 @@ def test_message_from_the_poller_names_its_source_and_form(net, graph):
 
 def test_a_crashed_poll_holds_its_lease_only_until_it_expires(net, graph):
     lead_at(graph, FORM_1, hours_ago(1))
-    assert net.store.try_acquire_lease("poller", "crashed-instance", ttl_seconds=0.2)
+    assert net.store.coordination.try_acquire_lease("poller", "crashed-instance", ttl_seconds=0.2)
     assert poll_once(net.poller()).skipped == "another poll is running"
     from tests.support.waiting import wait_until
 

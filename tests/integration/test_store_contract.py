@@ -8,7 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.store.base import AlreadyStored, FailedEvent, LeadStore, PollRun, Stored
+from shared.store import Store
+from shared.store.coordination import PollRun
+from shared.store.failed_events import FailedEvent
+from shared.store.leads import AlreadyStored, Stored
 from tests.support.leads import graph_lead_payload, normalised
 from tests.support.stores import count_rows, mssql_available, mssql_store, sqlite_store
 
@@ -22,7 +25,7 @@ BACKENDS = [
 
 
 @pytest.fixture(params=BACKENDS)
-def store(request, tmp_path) -> Iterator[LeadStore]:
+def store(request, tmp_path) -> Iterator[Store]:
     if request.param == "sqlite":
         with sqlite_store(tmp_path) as created:
             yield created
@@ -31,8 +34,8 @@ def store(request, tmp_path) -> Iterator[LeadStore]:
             yield created
 
 
-def add(store: LeadStore, lead_id: str, source: str = "webhook", created: int = 1_790_000_000, notify: bool = False):
-    return store.store_lead(
+def add(store: Store, lead_id: str, source: str = "webhook", created: int = 1_790_000_000, notify: bool = False):
+    return store.leads.store_lead(
         normalised(lead_id, source=source, created=created),
         {"leadgen_id": lead_id},
         graph_lead_payload(lead_id),
@@ -50,7 +53,7 @@ def test_new_lead_is_stored_once_with_raw_and_audit_rows(store):
     assert add(store, "101", source="polling") == AlreadyStored("101")
     assert count_rows(store, "leads") == 1 and count_rows(store, "raw_leads") == 1
     assert count_rows(store, "audit_log", "action = ?", ("duplicate",)) == 1
-    assert store.counters() == {"source:webhook": 1, "duplicates": 1}
+    assert store.stats.counters() == {"source:webhook": 1, "duplicates": 1}
 
 
 def test_concurrent_stores_of_one_lead_leave_one_row(store):
@@ -71,72 +74,76 @@ def test_concurrent_stores_of_one_lead_leave_one_row(store):
 def test_last_leads_are_newest_first(store):
     for lead_id, created in (("1", 1_790_000_000), ("2", 1_790_000_500), ("3", 1_790_000_100)):
         add(store, lead_id, created=created)
-    leads = store.last_leads(2)
+    leads = [lead.ops_view() for lead in store.leads.last_leads(2)]
     assert [lead["facebook_lead_id"] for lead in leads] == ["2", "3"]
     assert leads[0]["fields"]["full_name"] == ["Zoë Åström"] and leads[0]["created_time"].endswith("Z")
 
 
 def test_existing_ids_and_has_lead(store):
     add(store, "301")
-    assert store.has_lead("301") and not store.has_lead("302")
-    assert store.existing_lead_ids(["301", "302", "303"]) == {"301"}
+    assert store.leads.has_lead("301") and not store.leads.has_lead("302")
+    assert store.leads.existing_lead_ids(["301", "302", "303"]) == {"301"}
 
 
 def test_state_is_upserted(store):
-    store.put_state("checkpoint:1", {"until": 1})
-    store.put_state("checkpoint:1", {"until": 2})
-    assert store.get_state("checkpoint:1") == {"until": 2} and store.get_state("nope") is None
+    store.coordination.put_state("checkpoint:1", {"until": 1})
+    store.coordination.put_state("checkpoint:1", {"until": 2})
+    assert store.coordination.get_state("checkpoint:1") == {"until": 2} and store.coordination.get_state("nope") is None
 
 
 def test_lease_is_exclusive_until_it_expires(store):
-    assert store.try_acquire_lease("poller", "a", 60)
-    assert not store.try_acquire_lease("poller", "b", 60)
-    assert store.try_acquire_lease("poller", "a", 60)  # renewal
-    store.release_lease("poller", "a")
-    assert store.try_acquire_lease("poller", "b", 60)
+    assert store.coordination.try_acquire_lease("poller", "a", 60)
+    assert not store.coordination.try_acquire_lease("poller", "b", 60)
+    assert store.coordination.try_acquire_lease("poller", "a", 60)  # renewal
+    store.coordination.release_lease("poller", "a")
+    assert store.coordination.try_acquire_lease("poller", "b", 60)
 
 
 def test_failed_events_are_recorded_once_listed_and_purged(store):
     event = FailedEvent("leads-inbound-poison", "ingest", "LeadNotFetchable", 1, "{}", "401", dead_letter_id="d1")
-    assert store.record_failed_event(event) and not store.record_failed_event(event)
-    [listed] = store.list_failed_events()
-    assert listed["facebook_lead_id"] == "401" and listed["status"] == "open"
-    assert store.latest_failed_event_for_lead("401")["id"] == listed["id"]
-    store.set_failed_event_status(int(listed["id"]), "reprocessed")
-    assert store.list_failed_events("reprocessed")[0]["id"] == listed["id"]
-    assert store.purge_failed_events(datetime.now(UTC) + timedelta(seconds=1)) == 1
+    assert store.failed_events.record_failed_event(event) and not store.failed_events.record_failed_event(event)
+    [listed] = store.failed_events.list_failed_events()
+    assert listed.facebook_lead_id == "401" and listed.status == "open"
+    assert store.failed_events.latest_failed_event_for_lead("401").id == listed.id
+    store.failed_events.set_failed_event_status(listed.id, "reprocessed")
+    assert store.failed_events.list_failed_events("reprocessed")[0].id == listed.id
+    assert store.failed_events.purge_failed_events(datetime.now(UTC) + timedelta(seconds=1)) == 1
 
 
 def test_incidents_open_and_resolve_once_with_alert_rows(store):
-    assert store.open_incident("token_invalid", {"code": 190}) and not store.open_incident("token_invalid", {})
-    assert store.resolve_incident("token_invalid") and not store.resolve_incident("token_invalid")
-    assert store.incidents()["token_invalid"]["open"] is False
+    assert store.coordination.open_incident("token_invalid", {"code": 190}) and not store.coordination.open_incident(
+        "token_invalid", {}
+    )
+    assert store.coordination.resolve_incident("token_invalid") and not store.coordination.resolve_incident(
+        "token_invalid"
+    )
+    assert store.coordination.incidents()["token_invalid"].open is False
     far = datetime.now(UTC) + timedelta(days=1)
-    assert [kind for kind, _ in store.outbox_due(far, far)] == ["alert", "alert"]
+    assert [kind for kind, _ in store.outbox.outbox_due(far, far)] == ["alert", "alert"]
 
 
 def test_notification_claims_are_exactly_once(store):
     add(store, "501", notify=True)
-    assert [p.facebook_lead_id for p in store.pending_lead_notifications(10)] == ["501"]
-    assert store.claim_notification("501", "lead", "smtp", "c1")
-    assert not store.claim_notification("501", "lead", "smtp", "c2")
-    store.release_claim("c1")
-    assert store.claim_notification("501", "lead", "smtp", "c3")
-    store.begin_send("c3")
-    assert not store.claim_notification("501", "lead", "smtp", "c4")  # sending: never claimed again
-    store.mark_claim_sent("c3", "lead", ["501"], "provider-1")
-    assert store.notification_state("501", "lead", "smtp")[0] == "sent"
-    assert store.pending_lead_notifications(10) == []
+    assert [p.facebook_lead_id for p in store.outbox.pending_lead_notifications(10)] == ["501"]
+    assert store.outbox.claim_notification("501", "lead", "smtp", "c1")
+    assert not store.outbox.claim_notification("501", "lead", "smtp", "c2")
+    store.outbox.release_claim("c1")
+    assert store.outbox.claim_notification("501", "lead", "smtp", "c3")
+    store.outbox.begin_send("c3")
+    assert not store.outbox.claim_notification("501", "lead", "smtp", "c4")  # sending: never claimed again
+    store.outbox.mark_claim_sent("c3", "lead", ["501"], "provider-1")
+    assert store.outbox.notification_state("501", "lead", "smtp").status == "sent"
+    assert store.outbox.pending_lead_notifications(10) == []
 
 
 def test_email_slots_respect_both_caps(store):
     now = datetime.now(UTC)
-    taken = [store.reserve_email_slot(f"s{n}", "lead", now, per_minute=2, per_hour=3) for n in range(3)]
+    taken = [store.outbox.reserve_email_slot(f"s{n}", "lead", now, per_minute=2, per_hour=3) for n in range(3)]
     assert taken == [True, True, False]
     later = now + timedelta(minutes=2)
-    assert store.reserve_email_slot("s3", "lead", later, 2, 3)
-    assert not store.reserve_email_slot("s4", "lead", later, 2, 3)
-    assert store.next_email_slot(later, 2, 3) > later
+    assert store.outbox.reserve_email_slot("s3", "lead", later, 2, 3)
+    assert not store.outbox.reserve_email_slot("s4", "lead", later, 2, 3)
+    assert store.outbox.next_email_slot(later, 2, 3) > later
 
 
 def test_window_counts_and_hours(store):
@@ -144,38 +151,45 @@ def test_window_counts_and_hours(store):
     add(store, "601", created=base + 60)
     add(store, "602", created=base + 3700, source="polling")
     start, end = datetime(2026, 11, 26, tzinfo=UTC), datetime(2026, 11, 27, tzinfo=UTC)
-    assert store.leads_by_source(start, end) == {"webhook": 1, "polling": 1}
-    hours = dict(store.leads_by_hour(start, end))
+    assert store.stats.leads_by_source(start, end) == {"webhook": 1, "polling": 1}
+    hours = dict(store.stats.leads_by_hour(start, end))
     assert hours[datetime(2026, 11, 26, 10, tzinfo=UTC)] == 1 and hours[datetime(2026, 11, 26, 11, tzinfo=UTC)] == 1
-    assert sorted(store.leads_by_hour_and_source(start, end)) == [
+    assert sorted(store.stats.leads_by_hour_and_source(start, end)) == [
         ("2026-11-26T10", "webhook", 1),
         ("2026-11-26T11", "polling", 1),
     ]
-    assert store.count_leads(start, end) == 2
+    assert store.stats.count_leads(start, end) == 2
 
 
 def test_poll_runs_are_recorded_and_summed(store):
     now = datetime.now(UTC)
-    store.record_poll_run(PollRun("timer", now, now + timedelta(seconds=1), None, None, 2, 10, 3, 3, 5))
-    figures = store.poll_figures(now - timedelta(minutes=1), now + timedelta(minutes=1))
+    store.coordination.record_poll_run(PollRun("timer", now, now + timedelta(seconds=1), None, None, 2, 10, 3, 3, 5))
+    figures = store.stats.poll_figures(now - timedelta(minutes=1), now + timedelta(minutes=1))
     assert (figures.runs, figures.missing_found, figures.enqueued, figures.errors) == (1, 3, 3, 0)
 
 
 def test_erasure_removes_the_lead_and_keeps_a_tombstone(store):
     add(store, "701")
-    store.record_failed_event(FailedEvent("leads-inbound-poison", "ingest", "x", 1, '{"lead": "pii"}', "701"))
-    assert store.erase_lead("701") == {"leads": 1, "raw_leads": 1, "failed_events": 1}
-    assert count_rows(store, "leads") == 0 and store.has_lead("701")
-    assert store.existing_lead_ids(["701"]) == {"701"}
-    assert store.erase_lead("702") is None
+    store.failed_events.record_failed_event(
+        FailedEvent("leads-inbound-poison", "ingest", "x", 1, '{"lead": "pii"}', "701")
+    )
+    assert store.leads.erase_lead("701") == {"leads": 1, "raw_leads": 1, "failed_events": 1}
+    assert count_rows(store, "leads") == 0 and store.leads.has_lead("701")
+    assert store.leads.existing_lead_ids(["701"]) == {"701"}
+    assert store.leads.erase_lead("702") is None
 
 
 def test_leads_the_poller_queued_are_remembered_until_they_age_out(store):
     now = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
-    store.record_polled(["501", "502"], now - timedelta(minutes=40), keep_after=now - timedelta(hours=1))
-    store.record_polled(["502", "503"], now, keep_after=now - timedelta(minutes=30))  # 502 again; 501 ages out
-    assert store.recently_polled(["501", "502", "503", "504"], now - timedelta(minutes=30)) == {"502", "503"}
-    assert store.recently_polled(["502", "503"], now + timedelta(seconds=1)) == set()
+    store.coordination.record_polled(["501", "502"], now - timedelta(minutes=40), keep_after=now - timedelta(hours=1))
+    store.coordination.record_polled(
+        ["502", "503"], now, keep_after=now - timedelta(minutes=30)
+    )  # 502 again; 501 ages out
+    assert store.coordination.recently_polled(["501", "502", "503", "504"], now - timedelta(minutes=30)) == {
+        "502",
+        "503",
+    }
+    assert store.coordination.recently_polled(["502", "503"], now + timedelta(seconds=1)) == set()
     assert count_rows(store, "poll_queued") == 2
 
 
@@ -183,7 +197,7 @@ def test_id_lookups_answer_for_more_ids_than_one_statement_takes(store):
     asked = [str(700_000 + n) for n in range(1_200)]  # three chunks of at most 500
     for lead_id in (asked[0], asked[600], asked[-1]):
         add(store, lead_id)
-    assert store.existing_lead_ids(asked) == {asked[0], asked[600], asked[-1]}
+    assert store.leads.existing_lead_ids(asked) == {asked[0], asked[600], asked[-1]}
     now = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
-    store.record_polled(asked, now, keep_after=now - timedelta(minutes=30))
-    assert store.recently_polled([*asked, "799999"], now) == set(asked)
+    store.coordination.record_polled(asked, now, keep_after=now - timedelta(minutes=30))
+    assert store.coordination.recently_polled([*asked, "799999"], now) == set(asked)

@@ -11,14 +11,17 @@ from pathlib import Path
 import pytest
 
 from shared.errors import StoreUnavailable
-from shared.store.base import AlreadyStored, FailedEvent, LeadStore, Stored
-from shared.store.sqlite import MIGRATIONS, SqliteBackend
+from shared.store import Store
+from shared.store.failed_events import FailedEvent
+from shared.store.leads import AlreadyStored, Stored
+from shared.store.schema import VERSION, migrations
+from shared.store.sqlite import SqliteBackend
 from tests.support.leads import graph_lead_payload, normalised, store_one_lead_in_process
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> LeadStore:
-    created = LeadStore(SqliteBackend(str(tmp_path / "leads.db")))
+def store(tmp_path: Path) -> Store:
+    created = Store(SqliteBackend(str(tmp_path / "leads.db")))
     created.migrate()
     return created
 
@@ -30,8 +33,8 @@ def count(path: Path, table: str, where: str = "1=1") -> int:
 
 def test_schema_is_created_from_an_empty_file(tmp_path: Path):
     path = tmp_path / "nested" / "leads.db"
-    store = LeadStore(SqliteBackend(str(path)))
-    assert store.migrate() == MIGRATIONS[-1].version
+    store = Store(SqliteBackend(str(path)))
+    assert store.migrate() == VERSION
     with sqlite3.connect(path) as conn:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"leads", "raw_leads", "audit_log", "failed_events", "state", "schema_migrations"} <= tables
@@ -40,17 +43,17 @@ def test_schema_is_created_from_an_empty_file(tmp_path: Path):
 
 def test_rerunning_migrations_on_an_existing_file_changes_nothing(tmp_path: Path):
     path = tmp_path / "leads.db"
-    first = LeadStore(SqliteBackend(str(path)))
+    first = Store(SqliteBackend(str(path)))
     first.migrate()
-    first.store_lead(normalised("1"), None, graph_lead_payload("1"))
-    second = LeadStore(SqliteBackend(str(path)))
-    assert second.migrate() == MIGRATIONS[-1].version
-    assert count(path, "schema_migrations") == len(MIGRATIONS)
+    first.leads.store_lead(normalised("1"), None, graph_lead_payload("1"))
+    second = Store(SqliteBackend(str(path)))
+    assert second.migrate() == VERSION
+    assert count(path, "schema_migrations") == len(migrations("sqlite"))
     assert count(path, "leads") == 1
 
 
-def test_new_lead_is_stored_with_raw_rows_and_an_audit_row(store: LeadStore, tmp_path: Path):
-    outcome = store.store_lead(normalised("42"), {"leadgen_id": "42"}, graph_lead_payload("42"))
+def test_new_lead_is_stored_with_raw_rows_and_an_audit_row(store: Store, tmp_path: Path):
+    outcome = store.leads.store_lead(normalised("42"), {"leadgen_id": "42"}, graph_lead_payload("42"))
     assert outcome == Stored("42")
     path = tmp_path / "leads.db"
     assert count(path, "leads") == 1
@@ -58,9 +61,9 @@ def test_new_lead_is_stored_with_raw_rows_and_an_audit_row(store: LeadStore, tmp
     assert count(path, "audit_log", "action='stored' AND facebook_lead_id='42'") == 1
 
 
-def test_second_store_of_the_same_lead_is_a_counted_duplicate(store: LeadStore, tmp_path: Path):
-    store.store_lead(normalised("42"), None, graph_lead_payload("42"))
-    outcome = store.store_lead(normalised("42", source="polling"), None, graph_lead_payload("42"))
+def test_second_store_of_the_same_lead_is_a_counted_duplicate(store: Store, tmp_path: Path):
+    store.leads.store_lead(normalised("42"), None, graph_lead_payload("42"))
+    outcome = store.leads.store_lead(normalised("42", source="polling"), None, graph_lead_payload("42"))
     assert outcome == AlreadyStored("42")
     path = tmp_path / "leads.db"
     assert count(path, "leads") == 1
@@ -70,7 +73,7 @@ def test_second_store_of_the_same_lead_is_a_counted_duplicate(store: LeadStore, 
 
 def test_eight_processes_storing_the_same_lead_at_once_leave_exactly_one_row(tmp_path: Path):
     path = str(tmp_path / "leads.db")
-    LeadStore(SqliteBackend(path)).migrate()
+    Store(SqliteBackend(path)).migrate()
     start_at = time.time() + 1.5
     with multiprocessing.get_context("spawn").Pool(8) as pool:
         outcomes = pool.starmap(store_one_lead_in_process, [(path, "777", start_at)] * 8)
@@ -79,10 +82,10 @@ def test_eight_processes_storing_the_same_lead_at_once_leave_exactly_one_row(tmp
     assert count(Path(path), "audit_log", "action='duplicate'") == 7
 
 
-def test_last_leads_are_newest_first_with_every_field(store: LeadStore):
+def test_last_leads_are_newest_first_with_every_field(store: Store):
     for n, created in (("1", 1_790_000_000), ("2", 1_790_000_300), ("3", 1_790_000_100)):
-        store.store_lead(normalised(n, created=created), None, graph_lead_payload(n, created=created))
-    leads = store.last_leads(2)
+        store.leads.store_lead(normalised(n, created=created), None, graph_lead_payload(n, created=created))
+    leads = [lead.ops_view() for lead in store.leads.last_leads(2)]
     assert [lead["facebook_lead_id"] for lead in leads] == ["2", "3"]
     first = leads[0]
     assert first["created_time"] == datetime.fromtimestamp(1_790_000_300, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -96,8 +99,8 @@ def test_last_leads_are_newest_first_with_every_field(store: LeadStore):
     }  # fmt: skip
 
 
-def test_failed_event_is_kept_open_and_audited(store: LeadStore, tmp_path: Path):
-    store.record_failed_event(
+def test_failed_event_is_kept_open_and_audited(store: Store, tmp_path: Path):
+    store.failed_events.record_failed_event(
         FailedEvent(queue="leads-inbound-poison", stage="ingest", error="LeadNotFetchable", attempts=1, payload="{}")
     )
     path = tmp_path / "leads.db"
@@ -109,4 +112,4 @@ def test_database_in_an_unusable_place_is_reported_as_unavailable(tmp_path: Path
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("x")
     with pytest.raises(StoreUnavailable):
-        LeadStore(SqliteBackend(str(blocker / "leads.db"))).migrate()
+        Store(SqliteBackend(str(blocker / "leads.db"))).migrate()

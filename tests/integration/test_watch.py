@@ -9,37 +9,40 @@ from pathlib import Path
 import pytest
 
 from shared.incidents import is_open
-from shared.store.base import FailedEvent, LeadStore
+from shared.store import Store
+from shared.store.failed_events import FailedEvent
 from shared.store.sqlite import SqliteBackend
 from shared.watch import watch
 from tests.support.leads import graph_lead_payload, normalised
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> LeadStore:
-    created = LeadStore(SqliteBackend(str(tmp_path / "leads.db")))
+def store(tmp_path: Path) -> Store:
+    created = Store(SqliteBackend(str(tmp_path / "leads.db")))
     created.migrate()
     return created
 
 
-def add_lead(store: LeadStore, lead_id: str, hours_ago: float) -> None:
+def add_lead(store: Store, lead_id: str, hours_ago: float) -> None:
     created = int(time.time() - hours_ago * 3600)
-    store.store_lead(normalised(lead_id, created=created), None, graph_lead_payload(lead_id, created=created))
+    store.leads.store_lead(normalised(lead_id, created=created), None, graph_lead_payload(lead_id, created=created))
 
 
 def test_dead_letters_over_the_threshold_open_one_incident_and_clearing_them_resolves_it(store):
     for n in range(3):
-        store.record_failed_event(FailedEvent("leads-inbound-poison", "ingest", "x", 1, "{}", facebook_lead_id=str(n)))
+        store.failed_events.record_failed_event(
+            FailedEvent("leads-inbound-poison", "ingest", "x", 1, "{}", facebook_lead_id=str(n))
+        )
     now = datetime.now(UTC)
     assert watch(store, now, 3, 6, 3).dead_letters_open == 3
     watch(store, now, 3, 6, 3)
     assert is_open(store, "dead_letters_growing")
-    assert store.count_audit("incident_opened", now.replace(year=2000), now.replace(year=2100)) == 1
-    for event in store.list_failed_events():
-        store.set_failed_event_status(int(event["id"]), "resolved")
+    assert store.stats.count_audit("incident_opened", now.replace(year=2000), now.replace(year=2100)) == 1
+    for event in store.failed_events.list_failed_events():
+        store.failed_events.set_failed_event_status(event.id, "resolved")
     watch(store, now, 3, 6, 3)
     assert not is_open(store, "dead_letters_growing")
-    alerts = [key for _, key in store.outbox_due(now.replace(year=2100), now.replace(year=2100))]
+    alerts = [key for _, key in store.outbox.outbox_due(now.replace(year=2100), now.replace(year=2100))]
     assert len(alerts) == 2 and alerts[0].endswith(":opened") and alerts[1].endswith(":resolved")
 
 
@@ -62,8 +65,8 @@ def test_no_silence_alarm_for_a_page_that_rarely_gets_leads(store):
 
 def test_incident_transitions_leave_alert_rows_in_the_outbox(store):
     for _n in range(2):
-        store.record_failed_event(FailedEvent("leads-inbound-poison", "ingest", "x", 1, "{}"))
+        store.failed_events.record_failed_event(FailedEvent("leads-inbound-poison", "ingest", "x", 1, "{}"))
     now = datetime.now(UTC)
     watch(store, now, 2, 6, 3)
-    kinds = [kind for kind, _ in store.outbox_due(now.replace(year=2100), now.replace(year=2100))]
+    kinds = [kind for kind, _ in store.outbox.outbox_due(now.replace(year=2100), now.replace(year=2100))]
     assert kinds == ["alert"]

@@ -29,7 +29,7 @@ def graph_lead_payload(lead_id: str, name: str = "Zoë Åström", created: int =
 
 
 def normalised(lead_id: str, source: str = "webhook", created: int = 1_790_000_000) -> NormalisedLead:
-    """A normalised lead ready for `LeadStore.store_lead`."""
+    """A normalised lead ready for `Store.store_lead`."""
     message = LeadMessage(facebook_lead_id=lead_id, page_id="1000000000001", source=source)  # type: ignore[arg-type]
     return normalise_lead(GraphLead.model_validate(graph_lead_payload(lead_id, created=created)), message)
 
@@ -38,12 +38,12 @@ def store_one_lead_in_process(path: str, lead_id: str, start_at: float) -> str:
     """Worker for the multi-process exactly-once test: open the store, wait for the start line, insert."""
     import time
 
-    from shared.store.base import LeadStore
+    from shared.store import Store
     from shared.store.sqlite import SqliteBackend
 
-    store = LeadStore(SqliteBackend(path))
+    store = Store(SqliteBackend(path))
     store.migrate()
     while time.time() < start_at:
         time.sleep(0.001)
-    outcome = store.store_lead(normalised(lead_id), {"leadgen_id": lead_id}, graph_lead_payload(lead_id))
+    outcome = store.leads.store_lead(normalised(lead_id), {"leadgen_id": lead_id}, graph_lead_payload(lead_id))
     return type(outcome).__name__

@@ -16,7 +16,7 @@ from shared.notify.recipients import Recipients
 from shared.notify.smtp import SmtpSender
 from shared.queues.names import NOTIFICATIONS_QUEUE
 from shared.queues.sender import QueueSender
-from shared.store.base import LeadStore
+from shared.store import Store
 from tests.support.queues import queue_client
 
 
@@ -53,7 +53,7 @@ def parts(message: EmailMessage) -> tuple[str, str]:
 
 
 def notify_deps(
-    store: LeadStore,
+    store: Store,
     storage: str,
     smtp_port: int,
     clock: FakeClock,

@@ -14,7 +14,7 @@ from shared.ingest.pipeline import IngestDeps, IngestPolicy, ingest_lead_message
 from shared.poller.reconcile import PollerConfig, PollerDeps
 from shared.queues.names import LEADS_QUEUE
 from shared.queues.sender import QueueSender
-from shared.store.base import LeadStore
+from shared.store import Store
 from shared.store.sqlite import SqliteBackend
 from tests.support.queues import queue_client
 
@@ -29,7 +29,7 @@ class SafetyNet:
     """Everything a poller test touches."""
 
     graph: RunningSandbox
-    store: LeadStore
+    store: Store
     sender: QueueSender
     storage: str
     client: GraphClient
@@ -67,7 +67,7 @@ class SafetyNet:
 
 
 def build_safety_net(graph: RunningSandbox, storage: str, tmp_path: Path) -> SafetyNet:
-    store = LeadStore(SqliteBackend(str(tmp_path / "leads.db")))
+    store = Store(SqliteBackend(str(tmp_path / "leads.db")))
     store.migrate()
     gate = ThrottleGate(lambda: store)
     monitor = IntegrationMonitor(lambda: store, recheck_seconds=60, refresh_seconds=0)

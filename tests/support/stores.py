@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from shared.store.base import LeadStore
+from shared.store import Store
 from shared.store.sqlite import SqliteBackend
 
 MSSQL_ENV = "TEST_MSSQL_CONNECTION_STRING"
@@ -21,14 +21,14 @@ def mssql_available() -> bool:
 
 
 @contextmanager
-def sqlite_store(directory: Path) -> Iterator[LeadStore]:
-    store = LeadStore(SqliteBackend(str(directory / f"contract-{uuid.uuid4().hex[:6]}.db")))
+def sqlite_store(directory: Path) -> Iterator[Store]:
+    store = Store(SqliteBackend(str(directory / f"contract-{uuid.uuid4().hex[:6]}.db")))
     store.migrate()
     yield store
 
 
 @contextmanager
-def mssql_store() -> Iterator[LeadStore]:
+def mssql_store() -> Iterator[Store]:
     """A fresh database on the test SQL Server, dropped afterwards."""
     import pyodbc
 
@@ -40,7 +40,7 @@ def mssql_store() -> Iterator[LeadStore]:
     admin.cursor().execute(f"CREATE DATABASE [{name}]")
     try:
         database_string = re.sub(r"(?i)(Database|Initial Catalog)=[^;]*;?", "", admin_string).rstrip(";")
-        store = LeadStore(MssqlBackend(f"{database_string};Database={name};", pool_size=4))
+        store = Store(MssqlBackend(f"{database_string};Database={name};", pool_size=4))
         store.migrate()
         yield store
     finally:
@@ -49,8 +49,7 @@ def mssql_store() -> Iterator[LeadStore]:
         admin.close()
 
 
-def count_rows(store: LeadStore, table: str, where: str = "1 = 1", params: tuple[Any, ...] = ()) -> int:
+def count_rows(store: Store, table: str, where: str = "1 = 1", params: tuple[Any, ...] = ()) -> int:
     """Rows of `table` matching `where` (test-owned SQL, parameterised values)."""
-    with store.backend.read() as cur:
-        cur.execute(f"SELECT COUNT(*) FROM {table} WHERE {where}", params)  # noqa: S608 - test-owned table names
-        return int(cur.fetchone()[0])
+    with store.backend.read() as tx:
+        return tx.value(int, f"SELECT COUNT(*) FROM {table} WHERE {where}", params) or 0  # noqa: S608 - test-owned

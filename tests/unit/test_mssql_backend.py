@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from shared.errors import StoreUnavailable
+from shared.store.backend import DuplicateKey
 from shared.store.mssql import (
     SQL_COPT_SS_ACCESS_TOKEN,
     MssqlBackend,
@@ -150,18 +151,18 @@ def test_a_database_that_stays_away_is_store_unavailable():
     assert len(connect.calls) == 4
 
 
-def test_a_login_refused_for_good_is_not_retried():
+def test_a_refused_login_is_unavailable_not_retried_at_once_and_never_a_programming_error():
     connect = FakeConnect(failures=[sql_error(ProgrammingError, "28000", 18456, "Login failed")])
-    with pytest.raises(ProgrammingError), backend(connect).write():
+    with pytest.raises(StoreUnavailable, match="18456"), backend(connect).write():
         pass
-    assert len(connect.calls) == 1
+    assert len(connect.calls) == 1  # the message waits with a delay; the operator creates the database user
 
 
 @pytest.mark.parametrize("number", [2627, 2601])
 def test_duplicate_keys_are_already_stored_not_failures(number):
     store = backend(FakeConnect())
-    assert store.is_duplicate_key(sql_error(IntegrityError, "23000", number, "Violation of UNIQUE KEY constraint"))
-    assert not store.is_duplicate_key(sql_error(IntegrityError, "23000", 547, "FOREIGN KEY constraint"))
+    assert isinstance(store.classify(sql_error(IntegrityError, "23000", number, "Violation of UNIQUE KEY")), DuplicateKey)
+    assert store.classify(sql_error(IntegrityError, "23000", 547, "FOREIGN KEY constraint")) is None
 
 
 def test_transient_error_inside_a_transaction_rolls_back_drops_the_connection_and_says_unavailable():
@@ -173,7 +174,7 @@ def test_transient_error_inside_a_transaction_rolls_back_drops_the_connection_an
     connection.fail_next.append(sql_error(OperationalError, "08S01", 10054, "connection reset"))
     with pytest.raises(StoreUnavailable), store.write() as cur:
         cur.execute("INSERT INTO leads VALUES (?)", ("1",))
-    assert connection.rollbacks == 1 and connection.closed
+    assert connection.closed  # a lost connection is dropped (the server rolls its transaction back)
     with store.read() as cur:
         cur.execute("SELECT 1")
     assert len(connect.made) == 2  # the broken connection was not reused
@@ -185,7 +186,7 @@ def test_duplicate_key_inside_a_transaction_leaves_the_connection_in_the_pool():
     with store.read() as cur:
         cur.execute("SELECT 1")
     connect.made[0].fail_next.append(sql_error(IntegrityError, "23000", 2627))
-    with pytest.raises(IntegrityError), store.write() as cur:
+    with pytest.raises(DuplicateKey), store.write() as cur:
         cur.execute("INSERT INTO leads VALUES (?)", ("1",))
     with store.read() as cur:
         cur.execute("SELECT 1")
@@ -212,9 +213,9 @@ def test_pooled_connections_are_reused_and_checked_after_an_idle_spell(monkeypat
 
 def test_times_are_naive_utc_with_milliseconds_and_come_back_aware():
     store = backend(FakeConnect())
-    stored = store.to_db_time(datetime(2026, 11, 27, 12, 0, 0, 123456, tzinfo=UTC))
+    stored = store.encode_time(datetime(2026, 11, 27, 12, 0, 0, 123456, tzinfo=UTC))
     assert stored == datetime(2026, 11, 27, 12, 0, 0, 123000) and stored.tzinfo is None
-    assert store.from_db_time(stored) == datetime(2026, 11, 27, 12, 0, 0, 123000, tzinfo=UTC)
+    assert store.decode_time(stored) == datetime(2026, 11, 27, 12, 0, 0, 123000, tzinfo=UTC)
 
 
 def test_managed_identity_connection_string_is_encrypted_and_carries_no_credentials():

@@ -9,7 +9,7 @@ import pytest
 
 from shared.errors import GraphThrottled, StoreUnavailable
 from shared.graph.throttle import ThrottleGate, usage_block_seconds
-from shared.store.base import LeadStore
+from shared.store import Store
 from shared.store.sqlite import SqliteBackend
 
 REFRESH = 5.0
@@ -34,8 +34,8 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> LeadStore:
-    created = LeadStore(SqliteBackend(str(tmp_path / "s.db")))
+def store(tmp_path: Path) -> Store:
+    created = Store(SqliteBackend(str(tmp_path / "s.db")))
     created.migrate()
     return created
 
@@ -45,7 +45,7 @@ def gate(clock: Clock) -> ThrottleGate:
     return ThrottleGate(clock=clock)
 
 
-def shared_gate(store: LeadStore, clock: Clock) -> ThrottleGate:
+def shared_gate(store: Store, clock: Clock) -> ThrottleGate:
     return ThrottleGate(store=lambda: store, clock=clock, refresh_seconds=REFRESH)
 
 
@@ -109,16 +109,16 @@ class TestOneGate:
 
 
 class TestSharedThroughTheStore:
-    def test_a_block_is_written_to_the_store(self, store: LeadStore, clock: Clock):
+    def test_a_block_is_written_to_the_store(self, store: Store, clock: Clock):
         start = clock.now
         shared_gate(store, clock).block(120, "code 4")
 
-        state = store.get_state("graph_throttle")
+        state = store.coordination.get_state("graph_throttle")
         assert state is not None
         assert state["until"] == start + 120
         assert state["reason"] == "code 4"
 
-    def test_a_new_gate_on_the_same_store_sees_the_block(self, store: LeadStore, clock: Clock):
+    def test_a_new_gate_on_the_same_store_sees_the_block(self, store: Store, clock: Clock):
         shared_gate(store, clock).block(120, "code 4")
         clock.advance(1)
 
@@ -126,9 +126,7 @@ class TestSharedThroughTheStore:
             shared_gate(store, clock).check()
         assert raised.value.regain_seconds == pytest.approx(119)
 
-    def test_a_gate_that_already_looked_sees_another_gates_block_after_its_refresh(
-        self, store: LeadStore, clock: Clock
-    ):
+    def test_a_gate_that_already_looked_sees_another_gates_block_after_its_refresh(self, store: Store, clock: Clock):
         first, second = shared_gate(store, clock), shared_gate(store, clock)
         second.check()
         first.block(120, "code 4")
@@ -137,14 +135,14 @@ class TestSharedThroughTheStore:
         with pytest.raises(GraphThrottled):
             second.check()
 
-    def test_a_shared_block_opens_again_once_the_regain_time_has_passed(self, store: LeadStore, clock: Clock):
+    def test_a_shared_block_opens_again_once_the_regain_time_has_passed(self, store: Store, clock: Clock):
         shared_gate(store, clock).block(120, "code 4")
         second = shared_gate(store, clock)
         clock.advance(120)
 
         second.check()
 
-    def test_a_shorter_block_on_another_gate_never_shortens_the_shared_block(self, store: LeadStore, clock: Clock):
+    def test_a_shorter_block_on_another_gate_never_shortens_the_shared_block(self, store: Store, clock: Clock):
         start = clock.now
         shared_gate(store, clock).block(600, "BUC regain 10 min")
         shared_gate(store, clock).block(60, "code 613")
@@ -152,7 +150,7 @@ class TestSharedThroughTheStore:
         assert shared_gate(store, clock).blocked_until() == start + 600
 
     def test_a_store_that_cannot_be_reached_keeps_the_block_in_memory(self, clock: Clock):
-        def unavailable() -> LeadStore:
+        def unavailable() -> Store:
             raise StoreUnavailable("database is locked")
 
         gate = ThrottleGate(store=unavailable, clock=clock, refresh_seconds=REFRESH)
