@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
+from shared.errors import StoreRefused
 from shared.store import Store
 from shared.store.coordination import PollRun
 from shared.store.failed_events import FailedEvent
-from shared.store.leads import AlreadyStored, Stored
+from shared.store.leads import AlreadyStored, LeadRouting, Stored
+from shared.store.stats import PollFigures
 from tests.support.leads import graph_lead_payload, normalised
 from tests.support.stores import count_rows, mssql_available, mssql_store, sqlite_store
 
@@ -201,3 +205,96 @@ def test_id_lookups_answer_for_more_ids_than_one_statement_takes(store):
     now = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
     store.coordination.record_polled(asked, now, keep_after=now - timedelta(minutes=30))
     assert store.coordination.recently_polled([*asked, "799999"], now) == set(asked)
+
+
+# --- what Azure SQL enforces, enforced everywhere ---------------------------------------------
+
+
+def long_lead(lead_id: str) -> Any:
+    """A lead whose free-text answers are longer than any normalised column."""
+    lead = normalised(lead_id)
+    fields = {**lead.fields, "message": ["x" * 5_000], "phone_number": ["+1 " + "5" * 297]}
+    return lead.model_copy(update={"fields": fields, "phone_number": "+1" + "5" * 298, "full_name": "😀" * 300})
+
+
+def test_a_5000_character_answer_and_a_300_character_phone_number_store_the_lead(store):
+    assert store.leads.store_lead(long_lead("801"), None, graph_lead_payload("801")) == Stored("801")
+    [lead] = store.leads.leads(["801"])
+    assert lead.fields["message"] == ["x" * 5_000]  # every answer kept whole
+    assert lead.fields["phone_number"] == ["+1 " + "5" * 297]
+    assert lead.phone_number == ("+1" + "5" * 298)[:64]  # the normalised column takes what fits
+    assert lead.full_name == "😀" * 200  # 400 UTF-16 code units, no half surrogate pair
+
+
+def test_a_value_no_column_can_take_is_refused_without_quoting_it(store):
+    too_long_id = "9" * 65
+    with pytest.raises(StoreRefused) as refused:
+        store.leads.store_lead(normalised(too_long_id), None, graph_lead_payload(too_long_id))
+    assert too_long_id not in str(refused.value) and "leads" in str(refused.value)
+    assert count_rows(store, "leads") == 0
+
+
+def test_the_alert_written_with_an_incident_is_plain_json(store):
+    assert store.coordination.open_incident("token_invalid", {"code": 190})
+    far = datetime.now(UTC) + timedelta(days=1)
+    [(kind, key)] = store.outbox.outbox_due(far, far)
+    payload = store.outbox.outbox_payload(kind, key)
+    assert payload is not None and payload["kind"] == "token_invalid" and payload["opened"] is True
+    assert datetime.fromisoformat(payload["at"].replace("Z", "+00:00")).tzinfo is not None
+    assert json.loads(json.dumps(payload)) == payload
+
+
+def assert_time(value: object) -> None:
+    assert isinstance(value, datetime) and value.tzinfo is not None and value.utcoffset() == timedelta(0)
+
+
+def assert_int(value: object) -> None:
+    assert isinstance(value, int) and not isinstance(value, bool)
+
+
+def test_every_read_returns_the_same_python_types_on_every_engine(store):
+    add(store, "901", notify=True)
+    now = datetime.now(UTC)
+    [lead] = store.leads.last_leads(1)
+    for name in ("created_time", "stored_at"):
+        assert_time(getattr(lead, name))
+    assert isinstance(lead.is_organic, bool) and isinstance(lead.fields, dict) and isinstance(lead.disclaimers, list)
+    assert all(isinstance(getattr(lead, n), str) for n in ("facebook_lead_id", "source", "email", "full_name"))
+    assert store.leads.lead_routing("901") == LeadRouting("1000000000001", "100000000000101", None)
+
+    assert store.coordination.open_incident("silence", {"hours": 6})
+    incident = store.coordination.incidents()["silence"]
+    assert_time(incident.opened_at)
+    assert incident.open is True and incident.resolved_at is None and incident.detail == {"hours": 6}
+    store.coordination.resolve_incident("silence")
+    assert_time(store.coordination.incidents()["silence"].resolved_at)
+
+    store.failed_events.record_failed_event(FailedEvent("leads-inbound-poison", "ingest", "why", 3, "{}", "901"))
+    [event] = store.failed_events.list_failed_events()
+    assert_int(event.id)
+    assert_int(event.attempts)
+    assert_time(event.first_failed_at)
+    assert_time(event.last_failed_at)
+
+    assert store.outbox.claim_notification("901", "lead", "smtp", "c9")
+    claim = store.outbox.notification_state("901", "lead", "smtp")
+    assert claim is not None and claim.status == "claimed" and claim.claim_id == "c9"
+    assert_time(claim.claimed_at)
+    store.outbox.begin_send("c9")
+    store.outbox.mark_claim_sent("c9", "lead", ["901"], "p" * 500)  # a provider id longer than its column
+    assert store.outbox.reserve_email_slot("t1", "lead", now, 5, 10)
+    assert_time(store.outbox.next_email_slot(now, 5, 10))
+
+    window = (now - timedelta(days=400), now + timedelta(minutes=1))
+    created, stored = store.stats.last_lead_times()
+    assert_time(created)
+    assert_time(stored)
+    [latency] = store.stats.notification_latencies(*window)
+    assert isinstance(latency, float)
+    figures = store.stats.notification_figures(*window)
+    for value in (figures.emails, figures.leads, figures.grouped, store.stats.count_leads(*window)):
+        assert_int(value)
+    assert all(isinstance(k, str) and isinstance(v, int) for k, v in store.stats.counters().items())
+    assert store.stats.poll_figures(*window) == PollFigures(0, 0, 0, 0)
+    [(hour, source, n)] = store.stats.leads_by_hour_and_source(*window)
+    assert len(hour) == 13 and hour[10] == "T" and source == "webhook" and n == 1

@@ -17,6 +17,7 @@ from shared.store.leads import AlreadyStored, Stored
 from shared.store.schema import VERSION, migrations
 from shared.store.sqlite import SqliteBackend
 from tests.support.leads import graph_lead_payload, normalised, store_one_lead_in_process
+from tests.support.stores import migrate_in_process
 
 
 @pytest.fixture
@@ -113,3 +114,12 @@ def test_database_in_an_unusable_place_is_reported_as_unavailable(tmp_path: Path
     blocker.write_text("x")
     with pytest.raises(StoreUnavailable):
         Store(SqliteBackend(str(blocker / "leads.db"))).migrate()
+
+
+def test_four_processes_migrating_an_empty_database_at_once_apply_each_version_once(tmp_path: Path):
+    path = str(tmp_path / "fresh.db")
+    start_at = time.time() + 1.5
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        versions = pool.starmap(migrate_in_process, [(path, start_at)] * 4)
+    assert versions == [VERSION] * 4
+    assert count(Path(path), "schema_migrations") == len(migrations("sqlite"))

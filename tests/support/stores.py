@@ -53,3 +53,15 @@ def count_rows(store: Store, table: str, where: str = "1 = 1", params: tuple[Any
     """Rows of `table` matching `where` (test-owned SQL, parameterised values)."""
     with store.backend.read() as tx:
         return tx.value(int, f"SELECT COUNT(*) FROM {table} WHERE {where}", params) or 0  # noqa: S608 - test-owned
+
+
+def migrate_in_process(path: str, start_at: float) -> int:
+    """Worker for the concurrent-start test: wait for the start line, then migrate the SQLite file."""
+    import time
+
+    from shared.store.sqlite import SqliteBackend
+
+    store = Store(SqliteBackend(path))
+    while time.time() < start_at:
+        time.sleep(0.001)
+    return store.migrate()
