@@ -44,7 +44,7 @@ from shared.queues.sender import QueueSender
 from shared.store import Store
 from shared.store.failed_events import FailedEvent
 from shared.store.leads import StoredLead
-from shared.store.outbox import STALE_CLAIM
+from shared.store.outbox import STALE_CLAIM, PendingLead
 
 log = get_logger(__name__)
 
@@ -236,14 +236,15 @@ def _prepare(
         raise _Skip("skipped", reason="no recipients configured")
     now = deps.clock()
     policy = deps.policy
-    slot = uuid.uuid4().hex
-    if not deps.store.outbox.reserve_email_slot(slot, message.kind, now, policy.per_minute, policy.per_hour):
+    slot, claim_id = uuid.uuid4().hex, uuid.uuid4().hex
+    claim = deps.store.outbox.claim_email(
+        message.key, message.kind, channel, claim_id, slot, now, policy.per_minute, policy.per_hour
+    )
+    if claim == "cap_reached":
         delay = _cap_wait(message, deps, now)
         _requeue(message, deps, delay, "waiting")
         raise _Skip("waiting", delay=delay, reason="email cap reached")
-    claim_id = uuid.uuid4().hex
-    if not deps.store.outbox.claim_notification(message.key, message.kind, channel, claim_id):
-        deps.store.outbox.release_email_slot(slot)
+    if claim == "taken":
         _requeue(message, deps, IN_PROGRESS_RECHECK_SECONDS, "in_progress")
         raise _Skip("in_progress", delay=IN_PROGRESS_RECHECK_SECONDS)
     keys = [message.key]
@@ -302,17 +303,11 @@ def _recipients(message: NotificationMessage, deps: NotifyDeps) -> tuple[str, ..
 
 def _claim_group(first: str, recipients: tuple[str, ...], deps: NotifyDeps, channel: str, claim_id: str) -> list[str]:
     """Claim other pending leads for the same recipients, up to the per-email maximum."""
-    claimed: list[str] = []
-    for pending in deps.store.outbox.pending_lead_notifications(deps.policy.max_group * 4):
-        if len(claimed) + 1 >= deps.policy.max_group:
-            break
-        if pending.facebook_lead_id == first:
-            continue
-        if deps.recipients.for_lead(pending.page_id, pending.form_id) != recipients:
-            continue
-        if deps.store.outbox.claim_notification(pending.facebook_lead_id, "lead", channel, claim_id):
-            claimed.append(pending.facebook_lead_id)
-    return claimed
+
+    def same_recipients(pending: PendingLead) -> bool:
+        return deps.recipients.for_lead(pending.page_id, pending.form_id) == recipients
+
+    return deps.store.outbox.claim_group(first, channel, claim_id, deps.policy.max_group, same_recipients)
 
 
 def _render_leads(keys: list[str], deps: NotifyDeps, stored: list[datetime]) -> RenderedEmail:

@@ -10,17 +10,18 @@ per-minute and per-hour caps together.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
-from shared.store.backend import DuplicateKey, Sql, fit_text
+from shared.store.backend import DuplicateKey, Sql, Tx, fit_text
 from shared.store.database import Database
 from shared.store.leads import INSERT_OUTBOX
 from shared.store.schema import width
 
 STALE_CLAIM = timedelta(minutes=2)
+EmailClaim = Literal["claimed", "cap_reached", "taken"]
 
 MARK = "UPDATE notification_outbox SET status = ?, queued_at = ? WHERE kind = ? AND notification_key = ?"
 MARK_QUEUED = (
@@ -160,12 +161,6 @@ class OutboxStore:
 
     # --- email slots (rate cap) -----------------------------------------------------------------
 
-    def reserve_email_slot(self, token: str, kind: str, now: datetime, per_minute: int, per_hour: int) -> bool:
-        """Take one sending slot unless the last minute or hour is full (one conditional insert)."""
-        minute_ago, hour_ago = now - timedelta(minutes=1), now - timedelta(hours=1)
-        with self._db.write() as tx:
-            return tx.execute(RESERVE_SLOT, (token, kind, now, minute_ago, per_minute, hour_ago, per_hour)) > 0
-
     def release_email_slot(self, token: str) -> None:
         """Give back a slot that sent nothing."""
         with self._db.write() as tx:
@@ -190,21 +185,41 @@ class OutboxStore:
         with self._db.read() as tx:
             return tx.one(ClaimState, CLAIM_STATE, (key, kind, channel))
 
-    def claim_notification(self, key: str, kind: str, channel: str, claim_id: str) -> bool:
-        """Claim the right to send (key, kind, channel).
+    def claim_email(
+        self, key: str, kind: str, channel: str, claim_id: str, slot: str, now: datetime, per_minute: int, per_hour: int
+    ) -> EmailClaim:
+        """Claim the next email: a sending slot under both caps and the notification, in one transaction.
 
-        A `failed` notification may be claimed again, and so may a `claimed` one older than
-        `STALE_CLAIM` (its holder stopped before it started sending, so nothing went out).
-        A `sending` one never is: it may have been sent.
+        `cap_reached`: no slot is free (nothing written). `taken`: someone else holds the
+        notification (the slot is given back in the same transaction). `claimed`: both are ours.
         """
+        minute_ago, hour_ago = now - timedelta(minutes=1), now - timedelta(hours=1)
+        with self._db.write() as tx:
+            if tx.execute(RESERVE_SLOT, (slot, kind, now, minute_ago, per_minute, hour_ago, per_hour)) == 0:
+                return "cap_reached"
+            if not _claim(tx, key, kind, channel, claim_id, datetime.now(UTC)):
+                tx.execute(RELEASE_SLOT, (slot,))
+                return "taken"
+        return "claimed"
+
+    def claim_group(
+        self, first: str, channel: str, claim_id: str, most: int, belongs: Callable[[PendingLead], bool]
+    ) -> list[str]:
+        """Claim under `claim_id` other pending lead emails `belongs` accepts, up to `most` with `first`.
+
+        One transaction; a lead someone else holds is passed over.
+        """
+        claimed: list[str] = []
         now = datetime.now(UTC)
         with self._db.write() as tx:
-            try:
-                tx.execute(CLAIM, (key, kind, channel, claim_id, now))
-                return True
-            except DuplicateKey:
-                pass
-            return tx.execute(RECLAIM, (claim_id, now, key, kind, channel, now - STALE_CLAIM)) > 0
+            for pending in tx.all(PendingLead, PENDING_LEADS, (most * 4,)):
+                if len(claimed) + 1 >= most:
+                    break
+                if pending.facebook_lead_id == first or not belongs(pending):
+                    continue
+                if _claim(tx, pending.facebook_lead_id, "lead", channel, claim_id, now):
+                    claimed.append(pending.facebook_lead_id)
+        return claimed
 
     def take_over_stuck(self, claim_id: str) -> bool:
         """Free a claim stuck in `sending` (its process died mid-send) so it can be claimed again; once."""
@@ -249,3 +264,12 @@ class OutboxStore:
         """How many stored leads are not yet announced."""
         with self._db.read() as tx:
             return tx.value(int, COUNT_PENDING_LEADS) or 0
+
+
+def _claim(tx: Tx, key: str, kind: str, channel: str, claim_id: str, now: datetime) -> bool:
+    """The claim insert, else a reclaim of a failed or stale claim; True when `claim_id` now holds it."""
+    try:
+        tx.execute(CLAIM, (key, kind, channel, claim_id, now))
+        return True
+    except DuplicateKey:
+        return tx.execute(RECLAIM, (claim_id, now, key, kind, channel, now - STALE_CLAIM)) > 0

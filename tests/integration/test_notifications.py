@@ -7,7 +7,7 @@ import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -24,6 +24,7 @@ from shared.store.sqlite import SqliteBackend
 from tests.support.leads import graph_lead_payload, normalised
 from tests.support.notifications import FakeClock, drain_notifications, notify_deps, parts, read_mail, sink
 from tests.support.queues import message_count, reset_queue
+from tests.support.stores import claim
 from tests.support.waiting import free_port
 
 LEAD_ID = re.compile(r"\b(9\d{5})\b")
@@ -62,6 +63,11 @@ def store_lead(
     lead = normalised(lead_id, created=created)
     lead = lead.model_copy(update={"full_name": name, "fields": {**lead.fields, "full_name": [name]}})
     store.leads.store_lead(lead, {"leadgen_id": lead_id}, payload, notify=notify)
+
+
+def take_slot(store: Store, now: datetime, per_minute: int, per_hour: int, kind: str = "lead") -> bool:
+    """Use up one sending slot as another email would."""
+    return store.outbox.claim_email("other", kind, "test", "other", "taken", now, per_minute, per_hour) == "claimed"
 
 
 def announce(store: Store, deps, lead_id: str) -> None:
@@ -168,7 +174,9 @@ def test_hourly_cap_holds_across_minutes(store, storage, smtp, clock):
 def test_messages_waiting_for_the_cap_wake_spread_over_the_backlog_not_all_at_once(store, storage, smtp, clock):
     policy = NotifyPolicy(per_minute=1, per_hour=600, max_group=10)  # one email a minute carries 10 leads
     deps = replace(notify_deps(store, storage, smtp.port, clock, policy=policy), rng=random.Random(3))
-    assert store.outbox.reserve_email_slot("taken", "lead", clock.now, 1, 600)  # this minute's slot is gone
+    assert (
+        store.outbox.claim_email("key-taken", "lead", "test", "claim-taken", "taken", clock.now, 1, 600) == "claimed"
+    )  # this minute's slot is gone
     ids = [str(900400 + n) for n in range(32)]
     for lead_id in ids:
         store_lead(store, lead_id)
@@ -187,7 +195,7 @@ def test_an_alert_waiting_for_the_cap_takes_the_next_slot(store, storage, smtp, 
     deps = notify_deps(store, storage, smtp.port, clock, policy=NotifyPolicy(per_minute=1, per_hour=600, max_group=10))
     for n in range(30):
         store_lead(store, str(900500 + n))  # a backlog of leads does not delay an alert
-    assert store.outbox.reserve_email_slot("taken", "alert", clock.now, 1, 600)
+    assert take_slot(store, clock.now, 1, 600, kind="alert")
     assert open_incident(store, "token_invalid", {"code": 190})
     flush_outbox(deps.queues, store, clock.now + timedelta(minutes=5))
     results = [handle_notification(body, deps) for body in _bodies(storage)]
@@ -198,7 +206,9 @@ def test_an_alert_waiting_for_the_cap_takes_the_next_slot(store, storage, smtp, 
 
 def test_the_outbox_flush_does_not_copy_a_lead_email_waiting_out_the_hourly_cap(store, storage, smtp, clock):
     deps = notify_deps(store, storage, smtp.port, clock, policy=NotifyPolicy(per_minute=5, per_hour=1, max_group=10))
-    assert store.outbox.reserve_email_slot("taken", "lead", clock.now, 5, 1)  # this hour's one email is gone
+    assert (
+        store.outbox.claim_email("key-taken", "lead", "test", "claim-taken", "taken", clock.now, 5, 1) == "claimed"
+    )  # this hour's one email is gone
     store_lead(store, "900601")
     announce(store, deps, "900601")
     [waiting] = [handle_notification(body, deps) for body in _bodies(storage)]
@@ -244,7 +254,6 @@ def test_each_alert_fires_once_per_incident_and_once_on_recovery(store, storage,
 
 
 def test_digest_from_a_seeded_day_goes_out_once_in_bcc(store, storage, smtp, clock):
-    from datetime import UTC, datetime
     from zoneinfo import ZoneInfo
 
     from shared.notify.digest import render_daily_digest
@@ -278,7 +287,7 @@ def test_digest_from_a_seeded_day_goes_out_once_in_bcc(store, storage, smtp, clo
 def test_send_stuck_after_a_crash_is_resent_once_and_labelled(store, storage, smtp, clock):
     deps = notify_deps(store, storage, smtp.port, clock)
     store_lead(store, "900601")
-    assert store.outbox.claim_notification("900601", "lead", "smtp", "crashed-claim")
+    assert claim(store, "900601", "crashed-claim") == "claimed"
     store.outbox.begin_send("crashed-claim")  # the process died while the provider had the email
     announce(store, deps, "900601")
     [body] = _bodies(storage)
@@ -359,11 +368,11 @@ def test_no_notification_is_left_on_the_poison_queue_after_a_normal_run(store, s
 
 def test_claim_abandoned_before_sending_is_taken_over_and_sent_once(store, storage, smtp, clock):
     import sqlite3
-    from datetime import UTC, datetime, timedelta
+    from datetime import timedelta
 
     deps = notify_deps(store, storage, smtp.port, clock)
     store_lead(store, "900602")
-    assert store.outbox.claim_notification("900602", "lead", "smtp", "stopped-before-send")  # never reached `sending`
+    assert claim(store, "900602", "stopped-before-send") == "claimed"  # never reached `sending`
     announce(store, deps, "900602")
     [body] = _bodies(storage)
     assert handle_notification(body, deps).outcome == "in_progress"  # a fresh claim may still be working

@@ -17,7 +17,7 @@ from shared.store.failed_events import FailedEvent
 from shared.store.leads import AlreadyStored, LeadRouting, Stored
 from shared.store.stats import PollFigures
 from tests.support.leads import graph_lead_payload, normalised
-from tests.support.stores import count_rows, mssql_available, mssql_store, sqlite_store
+from tests.support.stores import claim, count_rows, mssql_available, mssql_store, sqlite_store
 
 BACKENDS = [
     "sqlite",
@@ -129,12 +129,12 @@ def test_incidents_open_and_resolve_once_with_alert_rows(store):
 def test_notification_claims_are_exactly_once(store):
     add(store, "501", notify=True)
     assert [p.facebook_lead_id for p in store.outbox.pending_lead_notifications(10)] == ["501"]
-    assert store.outbox.claim_notification("501", "lead", "smtp", "c1")
-    assert not store.outbox.claim_notification("501", "lead", "smtp", "c2")
+    assert claim(store, "501", "c1") == "claimed"
+    assert claim(store, "501", "c2") == "taken"
     store.outbox.release_claim("c1")
-    assert store.outbox.claim_notification("501", "lead", "smtp", "c3")
+    assert claim(store, "501", "c3") == "claimed"
     store.outbox.begin_send("c3")
-    assert not store.outbox.claim_notification("501", "lead", "smtp", "c4")  # sending: never claimed again
+    assert claim(store, "501", "c4") == "taken"  # sending: never claimed again
     store.outbox.mark_claim_sent("c3", "lead", ["501"], "provider-1")
     assert store.outbox.notification_state("501", "lead", "smtp").status == "sent"
     assert store.outbox.pending_lead_notifications(10) == []
@@ -142,11 +142,11 @@ def test_notification_claims_are_exactly_once(store):
 
 def test_email_slots_respect_both_caps(store):
     now = datetime.now(UTC)
-    taken = [store.outbox.reserve_email_slot(f"s{n}", "lead", now, per_minute=2, per_hour=3) for n in range(3)]
-    assert taken == [True, True, False]
+    taken = [store.outbox.claim_email(f"k{n}", "lead", "test", f"c{n}", f"s{n}", now, 2, 3) for n in range(3)]
+    assert taken == ["claimed", "claimed", "cap_reached"]
     later = now + timedelta(minutes=2)
-    assert store.outbox.reserve_email_slot("s3", "lead", later, 2, 3)
-    assert not store.outbox.reserve_email_slot("s4", "lead", later, 2, 3)
+    assert store.outbox.claim_email("key-s3", "lead", "test", "claim-s3", "s3", later, 2, 3) == "claimed"
+    assert store.outbox.claim_email("key-s4", "lead", "test", "claim-s4", "s4", later, 2, 3) == "cap_reached"
     assert store.outbox.next_email_slot(later, 2, 3) > later
 
 
@@ -276,13 +276,13 @@ def test_every_read_returns_the_same_python_types_on_every_engine(store):
     assert_time(event.first_failed_at)
     assert_time(event.last_failed_at)
 
-    assert store.outbox.claim_notification("901", "lead", "smtp", "c9")
-    claim = store.outbox.notification_state("901", "lead", "smtp")
-    assert claim is not None and claim.status == "claimed" and claim.claim_id == "c9"
-    assert_time(claim.claimed_at)
+    assert claim(store, "901", "c9") == "claimed"
+    state = store.outbox.notification_state("901", "lead", "smtp")
+    assert state is not None and state.status == "claimed" and state.claim_id == "c9"
+    assert_time(state.claimed_at)
     store.outbox.begin_send("c9")
     store.outbox.mark_claim_sent("c9", "lead", ["901"], "p" * 500)  # a provider id longer than its column
-    assert store.outbox.reserve_email_slot("t1", "lead", now, 5, 10)
+    assert store.outbox.claim_email("key-t1", "lead", "test", "claim-t1", "t1", now, 5, 10) == "claimed"
     assert_time(store.outbox.next_email_slot(now, 5, 10))
 
     window = (now - timedelta(days=400), now + timedelta(minutes=1))

@@ -161,7 +161,9 @@ def test_a_refused_login_is_unavailable_not_retried_at_once_and_never_a_programm
 @pytest.mark.parametrize("number", [2627, 2601])
 def test_duplicate_keys_are_already_stored_not_failures(number):
     store = backend(FakeConnect())
-    assert isinstance(store.classify(sql_error(IntegrityError, "23000", number, "Violation of UNIQUE KEY")), DuplicateKey)
+    assert isinstance(
+        store.classify(sql_error(IntegrityError, "23000", number, "Violation of UNIQUE KEY")), DuplicateKey
+    )
     assert store.classify(sql_error(IntegrityError, "23000", 547, "FOREIGN KEY constraint")) is None
 
 
