@@ -75,9 +75,9 @@ class PermanentError(LeadAgentError):
 
 
 class StoreRefused(PermanentError):
-    """The database will never take this write (a value too long or of the wrong type for its column).
+    """The database will never take this (a value too long or of the wrong type; a statement it rejects).
 
-    The message names the table and column or constraint only, never the value (it may be lead data).
+    The message names the table and column, constraint or error numbers only, never a value (lead data).
     """
 
 

@@ -204,10 +204,10 @@ def _record_failed(deps: IngestDeps, info: DeadLetterInfo, payload: str) -> None
                 dead_letter_id=info.id,
             )
         )
-    except TransientError:
+    except LeadAgentError as exc:  # the sweep records it from the poison queue later
         log.warning(
             "ingest: dead letter kept on the poison queue only (store unavailable)",
-            extra={"stage": "ingest", "facebook_lead_id": info.facebook_lead_id},
+            extra={"stage": "ingest", "facebook_lead_id": info.facebook_lead_id, "error_type": type(exc).__name__},
         )
 
 

@@ -421,7 +421,10 @@ def _dead_letter(message: NotificationMessage, reason: str, error_type: str, dep
                 dead_letter_id=info.id,
             )
         )
-    except TransientError:
-        log.warning("notify: dead letter kept on the poison queue only (store unavailable)")
+    except LeadAgentError as exc:  # the sweep records it from the poison queue later
+        log.warning(
+            "notify: dead letter kept on the poison queue only (store unavailable)",
+            extra={"error_type": type(exc).__name__},
+        )
     log.error("notify: dead-lettered", extra={"stage": "notify", "outcome": "dead_lettered", "kind": message.kind})
     return NotifyResult("dead_lettered", message.key, reason=reason)

@@ -88,25 +88,28 @@ class FailedEventStore:
     def record_failed_event(self, event: FailedEvent) -> bool:
         """Keep a dead letter in `failed_events` (status `open`) and audit it; once per `dead_letter_id`.
 
-        Returns False when that dead letter was already recorded (nothing written). A reason longer
-        than the column is cut to it.
+        Returns False when that dead letter was already recorded (nothing written). Every text is
+        cut to its column (a malformed message's id can be any length), so a dead letter is never refused.
         """
-        error = fit_text(event.error, width("failed_events", "error"))
+
+        def fit(column: str, value: str | None) -> str | None:
+            return fit_text(value, width("failed_events", column))
+
         at = event.failed_at
         with self._db.write() as tx:
             try:
                 tx.execute(
                     INSERT,
                     (
-                        event.queue,
-                        event.stage,
-                        event.facebook_lead_id,
-                        error,
+                        fit("queue", event.queue),
+                        fit("stage", event.stage),
+                        fit("facebook_lead_id", event.facebook_lead_id),
+                        fit("error", event.error),
                         event.attempts,
                         event.payload,
                         at,
                         at,
-                        event.dead_letter_id,
+                        fit("dead_letter_id", event.dead_letter_id),
                     ),
                 )
             except DuplicateKey:

@@ -8,10 +8,11 @@ refreshed five minutes before it expires.
 
 Every failure on the way to a result maps to the store's errors (`backend.Backend.classify`),
 checkout and token fetch included:
-- unreachable, paused, throttled, failing over, deadlocked, timed out, login refused, no token,
-  no free pooled connection → `StoreUnavailable` (the message retries later; never poison);
+- unreachable, paused, throttled, failing over, deadlocked, timed out, login or permission
+  refused, no token, no free pooled connection → `StoreUnavailable` (retried later, never poison);
 - a value too long or of the wrong type → `StoreRefused` naming table and column, never the
-  value (SQL Server's 2628 message quotes the truncated value: lead data);
+  value (SQL Server's 2628 message quotes the truncated value: lead data); any other driver
+  error → `StoreRefused` with its SQLSTATE and error numbers only (a dead letter, not a retry);
 - a duplicate key (2627, 2601) → `DuplicateKey`, "already stored".
 The pool holds at most `pool_size` connections; a caller waits up to `checkout_timeout_seconds`
 for one. Pooled connections are checked before reuse after an idle spell and dropped after a
@@ -35,13 +36,22 @@ from shared.store.backend import Backend, DuplicateKey, Tx
 SQL_COPT_SS_ACCESS_TOKEN = 1256
 TOKEN_SCOPE = "https://database.windows.net/.default"  # noqa: S105 - an OAuth scope, not a secret
 TRANSIENT_NUMBERS = frozenset(
-    {40613, 40197, 40501, 49918, 49919, 49920, 4060, 4221, 10928, 10929, 10053, 10054, 10060, 233, 64, 1205, 18456}
+    {40613, 40197, 40501, 49918, 49919, 49920, 4060, 4221, 10928, 10929, 10053, 10054, 10060, 233, 64, 1205}
 )
+# Fixed by an operator, not by time: login refused, permission denied, database missing. The leads wait.
+OPERATOR_NUMBERS = frozenset({18456, 229, 230, 262, 297, 300, 916})
+DBAPI_ERRORS = frozenset(
+    {"Error", "DatabaseError", "DataError", "OperationalError", "IntegrityError", "InternalError",
+     "ProgrammingError", "NotSupportedError", "InterfaceError"}
+)  # fmt: skip
 TRANSIENT_SQLSTATES = frozenset({"08S01", "08001", "08004", "08007", "HYT00", "HYT01", "40001", "28000"})
 DUPLICATE_NUMBERS = frozenset({2627, 2601})
 REFUSED_NUMBERS = frozenset({2628, 8152, 515, 8115, 245, 8114, 241, 242})
 REFUSED_SQLSTATES = frozenset({"22001", "22003", "22007", "22008", "22018"})
-_NUMBER = re.compile(r"\((\d{2,6})\)")
+# The native number stands in parentheses right before the ODBC function's name; a value the message
+# quotes, such as a duplicate key "(1205)", must not be taken for it.
+_NUMBER = re.compile(r"\((\d{1,6})\)\s*\(SQL\w+\)")
+_LAST_NUMBER = re.compile(r"\((\d{1,6})\)\s*$")
 _WHERE = re.compile(r"table '(?:[^'.]*\.)*([^'.]+)', column '([^']+)'")
 _NULL_WHERE = re.compile(r"column '([^']+)', table '(?:[^'.]*\.)*([^'.]+)'")
 IDLE_CHECK_SECONDS = 30.0
@@ -55,8 +65,10 @@ MIGRATION_LOCK = (
 
 
 def native_numbers(exc: BaseException) -> set[int]:
-    """SQL Server error numbers found in a pyodbc error's message (pyodbc only has SQLSTATEs)."""
-    return {int(n) for n in _NUMBER.findall(str(exc))}
+    """SQL Server error numbers of a pyodbc error (pyodbc has only SQLSTATEs; the numbers are in the text)."""
+    text = str(exc)
+    found = _NUMBER.findall(text) or _LAST_NUMBER.findall(text)
+    return {int(n) for n in found}
 
 
 def sqlstate(exc: BaseException) -> str:
@@ -66,7 +78,8 @@ def sqlstate(exc: BaseException) -> str:
 
 def is_transient(exc: BaseException) -> bool:
     """Whether retrying later can help (throttling, failover, paused database, network, deadlock, login)."""
-    return bool(native_numbers(exc) & TRANSIENT_NUMBERS) or sqlstate(exc) in TRANSIENT_SQLSTATES
+    numbers = native_numbers(exc)
+    return bool(numbers & (TRANSIENT_NUMBERS | OPERATOR_NUMBERS)) or sqlstate(exc) in TRANSIENT_SQLSTATES
 
 
 def pack_token(token: str) -> bytes:
@@ -154,7 +167,7 @@ class MssqlBackend(Backend):
                 raise
             except Exception as exc:
                 last = exc
-                if 18456 in native_numbers(exc) or not (is_transient(exc) or _is_driver_error(exc)):
+                if native_numbers(exc) & OPERATOR_NUMBERS or not (is_transient(exc) or _is_driver_error(exc)):
                     break  # a refused login or a programming error: no use in asking again now
                 self._sleep(min(8.0, 0.5 * 2**attempt))
         raise StoreUnavailable(f"Azure SQL unreachable: {_describe(last)}")
@@ -256,6 +269,8 @@ class MssqlBackend(Backend):
             return StoreRefused(f"Azure SQL refused a value{_where(exc)}: {_describe(exc)}")
         if is_transient(exc) or _is_driver_error(exc):
             return StoreUnavailable(f"Azure SQL unavailable: {_describe(exc)}")
+        if type(exc).__name__ in DBAPI_ERRORS:  # anything else the driver raises: permanent, described without its text
+            return StoreRefused(f"Azure SQL refused the statement: {_describe(exc)}")
         return None
 
     def encode_time(self, value: datetime) -> datetime:

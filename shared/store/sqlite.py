@@ -99,9 +99,11 @@ class SqliteBackend(Backend):
             text = str(exc).lower()
             if any(word in text for word in _UNAVAILABLE_TEXT):
                 return StoreUnavailable(f"SQLite {self.path} unavailable: {text[:120]}")
-            return None  # a statement the engine cannot run is a bug, not an outage
+            return StoreRefused(f"SQLite refused the statement: {text[:120]}")  # a bug, not an outage
         if type(exc) is sqlite3.DatabaseError:  # "file is not a database", "disk image is malformed"
             return StoreUnavailable(f"SQLite {self.path} is unusable: {str(exc)[:120]}")
+        if isinstance(exc, sqlite3.Error):  # SQLite's messages name statements, never bound values
+            return StoreRefused(f"SQLite refused the statement: {type(exc).__name__}: {str(exc)[:120]}")
         if isinstance(exc, OSError):
             return StoreUnavailable(f"SQLite {self.path} unavailable: {type(exc).__name__}")
         return None

@@ -6,6 +6,7 @@ import json
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,7 +17,9 @@ from shared.models.messages import LeadMessage
 from shared.queues.names import LEADS_QUEUE, poison_queue
 from shared.queues.sender import QueueSender
 from shared.store import Store
+from shared.store.mssql import MssqlBackend
 from shared.store.sqlite import SqliteBackend
+from tests.support.pyodbc_double import Server, deadlock
 from tests.support.queues import drain_json, message_count, reset_queue
 
 TOKEN = "pipeline-test-token"
@@ -183,3 +186,80 @@ def test_store_unavailable_requeues_instead_of_poisoning(deps, graph, azurite, t
     result = ingest_lead_message(message_for(lead_id), deps)
     assert result.outcome == "retrying" and "StoreUnavailable" in (result.reason or "")
     assert message_count(azurite.connection_string, POISON) == 0
+
+
+# --- on the Azure SQL backend (the pyodbc double: SQL Server's types, limits and errors) ----------
+
+
+class NoToken:
+    """A managed-identity credential while IMDS is out: every token request fails."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self) -> str:
+        self.calls += 1
+        from azure.core.exceptions import ClientAuthenticationError
+
+        raise ClientAuthenticationError("ManagedIdentityCredential authentication unavailable")
+
+
+def on_azure_sql(deps: IngestDeps, tmp_path: Path, token: Any = None) -> tuple[IngestDeps, Server]:
+    """The same pipeline with the store on `MssqlBackend` over the double."""
+    server = Server(tmp_path / "azure-sql")
+    backend = MssqlBackend(
+        "Driver={ODBC Driver 18 for SQL Server};Server=double;",
+        token=token,
+        connect=server.connect,
+        sleep=lambda s: None,
+    )
+    deps.store = Store(backend, migrate_on_first_use=True)
+    return deps, server
+
+
+def test_a_token_outage_on_azure_sql_requeues_with_a_delay_never_poison(deps, graph, azurite, tmp_path):
+    lead_id = create_lead(graph)
+    deps, _ = on_azure_sql(deps, tmp_path, token=NoToken())
+    result = ingest_lead_message(message_for(lead_id), deps)
+    assert result.outcome == "retrying" and "no access token" in (result.reason or "")
+    assert result.delay_seconds is not None and result.delay_seconds > 0
+    assert message_count(azurite.connection_string, POISON) == 0
+    assert message_count(azurite.connection_string, LEADS_QUEUE) == 1
+
+
+def test_a_deadlock_on_azure_sql_requeues_and_the_retry_stores_the_lead(deps, graph, azurite, tmp_path):
+    lead_id = create_lead(graph)
+    deps, server = on_azure_sql(deps, tmp_path)
+    deps.policy = IngestPolicy(max_attempts=5, retry_base_seconds=0, retry_max_seconds=60)
+    server.fail_on("INSERT INTO leads", deadlock())
+    assert ingest_lead_message(message_for(lead_id), deps).outcome == "retrying"
+    [retry] = drain_json(azurite.connection_string, LEADS_QUEUE)
+    assert ingest_lead_message(json.dumps(retry).encode(), deps).outcome == "stored"
+    assert message_count(azurite.connection_string, POISON) == 0
+
+
+def test_a_300_character_phone_and_a_5000_character_answer_store_the_lead_on_azure_sql(deps, graph, tmp_path):
+    lead_id = graph.sandbox.create_lead(
+        FORM,
+        [
+            {"name": "full_name", "values": ["Zoë " * 150]},
+            {"name": "phone_number", "values": ["+1 " + "5" * 297]},
+            {"name": "message", "values": ["x" * 5_000]},
+        ],
+    )
+    deps, _ = on_azure_sql(deps, tmp_path)
+    assert ingest_lead_message(message_for(lead_id), deps).outcome == "stored"
+    [lead] = deps.store.leads.leads([lead_id])
+    assert lead.fields["message"] == ["x" * 5_000] and lead.fields["phone_number"] == ["+1 " + "5" * 297]
+    assert lead.phone_number is not None and len(lead.phone_number) == 64
+
+
+def test_an_id_azure_sql_cannot_take_is_a_dead_letter_whose_reason_quotes_no_data(deps, graph, azurite, tmp_path):
+    too_long = "7" * 70
+    carried = {"id": too_long, "created_time": "2026-11-27T12:00:00+0000", "field_data": []}
+    deps, _ = on_azure_sql(deps, tmp_path)
+    result = ingest_lead_message(message_for(too_long, source="polling", lead=carried), deps)
+    assert result.outcome == "dead_lettered"
+    assert "StoreRefused" in (result.reason or "") and "leads.facebook_lead_id" in (result.reason or "")
+    [letter] = drain_json(azurite.connection_string, POISON)
+    assert too_long not in letter["dead_letter"]["reason"]

@@ -1,4 +1,8 @@
-"""One contract for every store backend: SQLite always, SQL Server when TEST_MSSQL_CONNECTION_STRING is set."""
+"""One contract for every store backend: SQLite and Azure SQL over the pyodbc double always; SQL Server when set.
+
+The double runs the Azure SQL backend unchanged over real T-SQL with SQL Server's types, limits and
+errors (`tests/support/pyodbc_double.py`); `TEST_MSSQL_CONNECTION_STRING` adds a real SQL Server.
+"""
 
 from __future__ import annotations
 
@@ -17,10 +21,11 @@ from shared.store.failed_events import FailedEvent
 from shared.store.leads import AlreadyStored, LeadRouting, Stored
 from shared.store.stats import PollFigures
 from tests.support.leads import graph_lead_payload, normalised
-from tests.support.stores import claim, count_rows, mssql_available, mssql_store, sqlite_store
+from tests.support.stores import claim, count_rows, mssql_available, mssql_double_store, mssql_store, sqlite_store
 
 BACKENDS = [
     "sqlite",
+    "mssql-double",
     pytest.param(
         "mssql",
         marks=pytest.mark.skipif(not mssql_available(), reason="TEST_MSSQL_CONNECTION_STRING not set"),
@@ -32,6 +37,9 @@ BACKENDS = [
 def store(request, tmp_path) -> Iterator[Store]:
     if request.param == "sqlite":
         with sqlite_store(tmp_path) as created:
+            yield created
+    elif request.param == "mssql-double":
+        with mssql_double_store(tmp_path) as created:
             yield created
     else:
         with mssql_store() as created:

@@ -1,4 +1,4 @@
-"""Stores for the contract suite: SQLite always; SQL Server when TEST_MSSQL_CONNECTION_STRING is set."""
+"""Stores for the contract suite: SQLite and Azure SQL over the pyodbc double always; SQL Server when configured."""
 
 from __future__ import annotations
 
@@ -24,6 +24,21 @@ def mssql_available() -> bool:
 @contextmanager
 def sqlite_store(directory: Path) -> Iterator[Store]:
     store = Store(SqliteBackend(str(directory / f"contract-{uuid.uuid4().hex[:6]}.db")))
+    store.migrate()
+    yield store
+
+
+@contextmanager
+def mssql_double_store(directory: Path, pool_size: int = 4) -> Iterator[Store]:
+    """The Azure SQL backend, unchanged, over the pyodbc double (real T-SQL, SQL Server's types and limits)."""
+    from shared.store.mssql import MssqlBackend
+    from tests.support.pyodbc_double import Server
+
+    server = Server(directory / f"double-{uuid.uuid4().hex[:6]}")
+    backend = MssqlBackend(
+        "Driver={ODBC Driver 18 for SQL Server};Server=double;", connect=server.connect, pool_size=pool_size
+    )
+    store = Store(backend)
     store.migrate()
     yield store
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from shared.errors import StoreUnavailable
+from shared.errors import StoreRefused, StoreUnavailable
 from shared.store.backend import DuplicateKey
 from shared.store.mssql import (
     SQL_COPT_SS_ACCESS_TOKEN,
@@ -164,7 +164,7 @@ def test_duplicate_keys_are_already_stored_not_failures(number):
     assert isinstance(
         store.classify(sql_error(IntegrityError, "23000", number, "Violation of UNIQUE KEY")), DuplicateKey
     )
-    assert store.classify(sql_error(IntegrityError, "23000", 547, "FOREIGN KEY constraint")) is None
+    assert isinstance(store.classify(sql_error(IntegrityError, "23000", 547, "FOREIGN KEY constraint")), StoreRefused)
 
 
 def test_transient_error_inside_a_transaction_rolls_back_drops_the_connection_and_says_unavailable():

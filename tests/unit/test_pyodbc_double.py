@@ -1,16 +1,15 @@
 """The pyodbc double behaves like pyodbc + ODBC Driver 18 + Azure SQL on our real schema.
 
 The DDL is what production runs (`schema.migrations("mssql")`), the lock is the backend's own
-`MIGRATION_LOCK`, and the Azure SQL backend migrates and stores leads through the double. While the
-legacy statement set (`shared/store/mssql_schema.py`) is in the tree, every statement of it runs too.
-The behaviour tests write their T-SQL in the forms the stores use (TOP, OFFSET … FETCH, CONVERT,
+`MIGRATION_LOCK`, and the Azure SQL backend migrates and stores leads through the double (every store
+statement runs on it in `tests/integration/test_store_contract.py`). The behaviour tests write their
+T-SQL in the forms the stores use (TOP, OFFSET … FETCH, CONVERT,
 UPDLOCK hints, INSERT … SELECT … WHERE).
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import shutil
 import subprocess
 import sys
@@ -28,11 +27,6 @@ from shared.store.schema import migrations
 from tests.support import pyodbc_double as odbc
 from tests.support.leads import graph_lead_payload, normalised
 from tests.support.waiting import wait_until
-
-try:  # the T-SQL statement set before the schema refactor; deleted from the tree, kept while it is around
-    from shared.store import mssql_schema as legacy
-except ImportError:
-    legacy = None  # type: ignore[assignment]
 
 CONNECTION_STRING = "Driver={ODBC Driver 18 for SQL Server};Server=tcp:leadagent-sql.database.windows.net,1433;"
 NOW = datetime(2024, 5, 1, 12, 30, 15, 123456)
@@ -132,49 +126,6 @@ def test_every_generated_migration_runs_and_the_guarded_create_is_idempotent(tmp
 def test_merge_is_refused_by_name(cursor):
     with pytest.raises(odbc.NotSupportedError, match="MERGE"):
         cursor.execute(MERGE_STATE, "k", "v", NOW)
-
-
-# Parameter kinds of each legacy statement, in placeholder order: s text, d datetime, i int.
-SIGNATURES = {
-    "ensure_migrations_table": "", "current_version": "", "record_version": "id",
-    "insert_lead": "sssssssssdisssssssd", "insert_raw_lead": "ssssd", "insert_audit": "dssss", "lead_exists": "ss",
-    "last_leads": "i", "insert_failed_event": "ssssisdds", "ping": "", "get_state": "s", "put_state": "ssd",
-    "acquire_lease": "ssdd", "release_lease": "ss", "existing_lead_ids": "ssss", "insert_poll_run": "sddddiiiiiis",
-    "list_failed_events": "si", "get_failed_event": "i", "set_failed_event_status": "sdi",
-    "purge_failed_events": "d", "lead_message_fields": "s", "latest_failed_event_for_lead": "s",
-    "reopen_incident": "dss", "insert_incident": "sds", "resolve_incident": "ds", "list_incidents": "",
-    "insert_outbox": "sssd", "mark_outbox": "sdss", "mark_outbox_queued": "dss", "begin_send": "s",
-    "take_over_stuck": "s", "outbox_due": "ddi", "outbox_payload": "ss", "reserve_email_slot": "ssddidi",
-    "release_email_slot": "s", "recent_email_slots": "d", "notification_status": "sss",
-    "insert_notification_claim": "ssssd", "reclaim_failed_notification": "sdsssd", "release_notification_claim": "s",
-    "mark_claim_sent": "dsis", "mark_notification_failed": "sissss", "pending_lead_notifications": "i",
-    "count_pending_lead_notifications": "", "recently_polled": "dss", "forget_polled": "ss", "insert_polled": "sd",
-    "prune_polled": "d", "lead_summaries": "ss", "leads_by_source_between": "dd", "leads_by_form_between": "dd",
-    "leads_by_hour_between": "dd", "count_leads_between": "dd", "count_audit_between": "sdd",
-    "count_failed_by_status": "s", "poll_runs_between": "dd", "notifications_sent_between": "dd",
-    "bump_counter": "s", "insert_counter": "s", "read_counters": "", "last_lead_times": "",
-    "leads_by_hour_and_source": "dd", "leads_by_form_and_source": "dd", "count_failed_since": "dd",
-    "notification_figures": "dd", "notification_latencies": "dd", "count_outbox_pending": "",
-    "count_notifications_failed": "", "erase_lead": "s", "erase_raw_lead": "s", "erase_failed_payloads": "s",
-    "insert_erasure": "sd",
-}  # fmt: skip
-LEGACY_NAMES = [f.name for f in dataclasses.fields(legacy.STATEMENTS)] if legacy else ["(absent)"]
-
-
-@pytest.mark.skipif(legacy is None, reason="shared/store/mssql_schema.py is not in this tree")
-@pytest.mark.parametrize("name", LEGACY_NAMES)
-def test_every_legacy_statement_runs_except_merge(cursor, name):
-    statement = getattr(legacy.STATEMENTS, name).replace("{params}", "?, ?")
-    kinds = SIGNATURES[name]
-    assert len(kinds) == statement.count("?"), f"{name}: update its signature"
-    values = [{"s": "lead-1", "d": NOW, "i": 7}[kind] for kind in kinds]
-    if "MERGE" in statement:
-        with pytest.raises(odbc.NotSupportedError, match="MERGE"):
-            cursor.execute(statement, values)
-        return
-    cursor.execute(statement, values)
-    if cursor.description is not None:
-        cursor.fetchall()
 
 
 def test_the_azure_sql_backend_migrates_from_three_instances_and_stores_a_lead_once(tmp_path):

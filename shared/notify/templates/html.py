@@ -22,6 +22,7 @@ FONT = "font-family:Arial,Helvetica,sans-serif;font-size:14px;line-height:20px;c
 LABEL = "padding:4px 12px 4px 0;color:#52606d;vertical-align:top;white-space:nowrap;"
 VALUE = "padding:4px 0;vertical-align:top;"
 ACCENT_COLOUR = "#2f6fdb"
+SUBJECT_MAX = 120  # characters: what a mail client's list shows; longer subjects are cut with "…"
 
 
 @dataclass(frozen=True)
@@ -40,8 +41,12 @@ class Html(str):
 
 
 def email(subject: str, text: str, body: Html) -> RenderedEmail:
-    """Wrap `body` sections in the full document; the subject is one line and the text ends in a newline."""
-    subject = " ".join(subject.split())  # no CR/LF can reach a header
+    """Wrap `body` sections in the full document.
+
+    The subject is one line of at most SUBJECT_MAX characters (cut with "…"); the text ends in a
+    newline. The bodies are never cut.
+    """
+    subject = shorten(one_line(subject), SUBJECT_MAX)  # no CR/LF can reach a header
     document = (
         '<!DOCTYPE html><html><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -54,6 +59,18 @@ def email(subject: str, text: str, body: Html) -> RenderedEmail:
         f"{body}</table></td></tr></table></body></html>"
     )
     return RenderedEmail(subject=subject, text=text.rstrip() + "\n", html=document)
+
+
+def one_line(value: str) -> str:
+    """`value` with every run of whitespace (line breaks included) as one space, trimmed."""
+    return " ".join(value.split())
+
+
+def shorten(value: str, limit: int) -> str:
+    """`value` itself when it has at most `limit` characters, else its start and "…", `limit` in all."""
+    if len(value) <= limit:
+        return value
+    return value[: limit - 1].rstrip() + "…"
 
 
 def section(title: str, content: str, small: bool = False) -> Html:

@@ -16,20 +16,24 @@ from shared.notify.templates.html import (
     email,
     kv_table,
     link,
+    one_line,
     paragraph,
     section,
+    shorten,
     text_rows,
     time,
 )
 
 _NONE = "—"
+NAME_IN_SUBJECT = 60  # characters of the lead's name in the subject, so the form name still shows
 
 
 def render_lead_email(leads: Sequence[LeadSummary], tz: tzinfo) -> RenderedEmail:
     """The instant email for one or more new leads, each listed once (by Facebook lead id).
 
     Shows every answered field with all its values, the lead time in `tz`, form, ad names (or
-    "organic") and source. Raises `ValueError` for an empty sequence: there is nothing to announce.
+    "organic") and source. A long name is cut (with "…") in the subject only; the body has it
+    whole. Raises `ValueError` for an empty sequence: there is nothing to announce.
     """
     by_id: dict[str, LeadSummary] = {}
     for lead in leads:
@@ -39,7 +43,8 @@ def render_lead_email(leads: Sequence[LeadSummary], tz: tzinfo) -> RenderedEmail
         raise ValueError("render_lead_email needs at least one lead")
     forms = {_form_label(lead) for lead in unique}
     if len(unique) == 1:
-        subject = f"New lead: {unique[0].full_name or '(no name)'} — {forms.pop()}"
+        name = shorten(one_line(unique[0].full_name or "(no name)"), NAME_IN_SUBJECT)
+        subject = f"New lead: {name} — {forms.pop()}"
     else:
         subject = f"{len(unique)} new leads" + (f" — {forms.pop()}" if len(forms) == 1 else "")
     texts, blocks = [], []
