@@ -14,7 +14,14 @@ from shared.store import Store
 
 log = get_logger(__name__)
 
-IncidentKind = Literal["token_invalid", "subscription_lost", "polling_failing", "dead_letters_growing", "silence"]
+IncidentKind = Literal[
+    "token_invalid",
+    "subscription_lost",
+    "polling_failing",
+    "dead_letters_growing",
+    "dead_letters_unattended",
+    "silence",
+]
 
 
 def open_incident(store: Store, kind: IncidentKind, detail: dict[str, Any]) -> bool:

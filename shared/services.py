@@ -235,7 +235,7 @@ class Services:
         )
 
     def watch(self) -> WatchReport:
-        """Open or resolve the `dead_letters_growing` and `silence` incidents."""
+        """Open or resolve the `dead_letters_growing`, `dead_letters_unattended` and `silence` incidents."""
         settings = self.settings
         return watch(
             self.store,
@@ -243,6 +243,7 @@ class Services:
             settings.alert_dead_letters_threshold,
             settings.silence_hours,
             settings.silence_min_expected,
+            unattended_days=max(1, settings.failed_events_retention_days - 5),
         )
 
     def list_failed_events(self, status: str, limit: int) -> list[dict[str, Any]]:

@@ -76,7 +76,7 @@ LATEST_FOR_LEAD = Sql(
     mssql=f"SELECT TOP (1) {COLUMNS} FROM failed_events WHERE facebook_lead_id = ? ORDER BY id DESC",  # noqa: S608
 )
 SET_STATUS = "UPDATE failed_events SET status = ?, last_failed_at = ? WHERE id = ?"
-PURGE = "DELETE FROM failed_events WHERE first_failed_at < ?"
+PURGE = "DELETE FROM failed_events WHERE status IN ('reprocessed', 'resolved') AND first_failed_at < ?"
 
 
 class FailedEventStore:
@@ -140,6 +140,9 @@ class FailedEventStore:
             write_audit(tx, f"failed_event_{status}", None, None, {"failed_event_id": event_id, **(detail or {})}, now)
 
     def purge_failed_events(self, older_than: datetime) -> int:
-        """Delete dead letters first failed before `older_than`; return how many."""
+        """Delete settled dead letters (`reprocessed`, `resolved`) first failed before `older_than`; how many.
+
+        An open dead letter is never purged: it waits for a person (the watcher alerts before it ages).
+        """
         with self._db.write() as tx:
             return tx.execute(PURGE, (older_than,))

@@ -73,6 +73,7 @@ BY_FORM_AND_SOURCE = f"SELECT form_id, source, COUNT(*) FROM leads WHERE {WINDOW
 COUNT_LEADS = f"SELECT COUNT(*) FROM leads WHERE {WINDOW}"  # noqa: S608
 COUNT_AUDIT = "SELECT COUNT(*) FROM audit_log WHERE action = ? AND at >= ? AND at < ?"
 COUNT_FAILED = "SELECT COUNT(*) FROM failed_events WHERE status = ?"
+COUNT_FAILED_BEFORE = "SELECT COUNT(*) FROM failed_events WHERE status = ? AND first_failed_at < ?"
 COUNT_FAILED_SINCE = "SELECT COUNT(*) FROM failed_events WHERE first_failed_at >= ? AND first_failed_at < ?"
 POLL_FIGURES = (
     "SELECT COUNT(*), COALESCE(SUM(missing_found), 0), COALESCE(SUM(enqueued), 0),"
@@ -144,6 +145,10 @@ class StatsStore:
 
     def count_failed_events(self, status: str = "open") -> int:
         return self._count(COUNT_FAILED, (status,))
+
+    def count_failed_before(self, status: str, before: datetime) -> int:
+        """Dead letters with `status` first failed before `before` (the unattended ones)."""
+        return self._count(COUNT_FAILED_BEFORE, (status, before))
 
     def count_failed_since(self, start: datetime, end: datetime) -> int:
         return self._count(COUNT_FAILED_SINCE, (start, end))

@@ -88,14 +88,18 @@ def test_notification_poison_queue_is_swept_too(net):
     assert net.store.failed_events.list_failed_events()[0].stage == "notify"
 
 
-def test_failed_events_older_than_the_retention_are_purged(net):
+def test_only_settled_dead_letters_are_purged_after_the_retention_and_open_ones_stay(net):
     old = datetime.now(UTC) - timedelta(days=31)
-    net.store.failed_events.record_failed_event(
-        FailedEvent("leads-inbound-poison", "ingest", "old", 1, "{}", failed_at=old)
-    )
+    for error in ("old resolved", "old reprocessed", "old open"):
+        net.store.failed_events.record_failed_event(
+            FailedEvent("leads-inbound-poison", "ingest", error, 1, "{}", failed_at=old)
+        )
+    for event in net.store.failed_events.list_failed_events():
+        if event.error != "old open":
+            net.store.failed_events.set_failed_event_status(event.id, event.error.split()[1])
     net.store.failed_events.record_failed_event(FailedEvent("leads-inbound-poison", "ingest", "new", 1, "{}"))
-    assert sweep(net, retention_days=30).purged == 1
-    assert [e.error for e in net.store.failed_events.list_failed_events()] == ["new"]
+    assert sweep(net, retention_days=30).purged == 2
+    assert sorted(e.error for e in net.store.failed_events.list_failed_events()) == ["new", "old open"]
 
 
 def test_reprocessing_a_fixed_lead_stores_it(net, graph):

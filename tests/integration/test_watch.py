@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -44,6 +44,22 @@ def test_dead_letters_over_the_threshold_open_one_incident_and_clearing_them_res
     assert not is_open(store, "dead_letters_growing")
     alerts = [key for _, key in store.outbox.outbox_due(now.replace(year=2100), now.replace(year=2100))]
     assert len(alerts) == 2 and alerts[0].endswith(":opened") and alerts[1].endswith(":resolved")
+
+
+def test_an_open_dead_letter_nearing_the_retention_opens_one_incident_until_it_is_settled(store):
+    now = datetime.now(UTC)
+    store.failed_events.record_failed_event(
+        FailedEvent("leads-inbound-poison", "ingest", "x", 1, "{}", failed_at=now - timedelta(days=26))
+    )
+    store.failed_events.record_failed_event(FailedEvent("leads-inbound-poison", "ingest", "y", 1, "{}"))
+    assert watch(store, now, 100, 6, 3, unattended_days=25).dead_letters_unattended == 1
+    watch(store, now, 100, 6, 3, unattended_days=25)
+    assert is_open(store, "dead_letters_unattended")
+    assert [i.detail for i in store.coordination.incidents().values()] == [{"count": 1, "days": 25}]
+    old = next(e for e in store.failed_events.list_failed_events() if e.error == "x")
+    store.failed_events.set_failed_event_status(old.id, "resolved")
+    watch(store, now, 100, 6, 3, unattended_days=25)
+    assert not is_open(store, "dead_letters_unattended")
 
 
 def test_silence_opens_when_the_baseline_expects_leads_and_none_came(store):

@@ -44,6 +44,13 @@ _KINDS: dict[str, tuple[str, str, str]] = {
         "/api/ops/failed-events, fix the cause, then reprocess them from there.",
         "The open dead letters are back under the threshold.",
     ),
+    "dead_letters_unattended": (
+        "Dead letters waiting {days} days",
+        "{count} dead letters have been open for more than {days} days. Open dead letters are never purged, "
+        "but nobody has looked at them: inspect them at /api/ops/failed-events, fix the cause, and reprocess "
+        "or resolve each one.",
+        "No dead letter is waiting that long any more.",
+    ),
     "silence": (
         "No leads for {hours} hours",
         "No lead has arrived for {hours} hours although the recent baseline expects some. Check that the "
