@@ -93,14 +93,22 @@ def ops_reconcile(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="ops/leads/{facebook_lead_id}", methods=["DELETE"], auth_level=func.AuthLevel.FUNCTION)
 @rate_limited("ops")
 def ops_erase_lead(req: func.HttpRequest) -> func.HttpResponse:
-    """Erase one person's data from every table; an audit row without PII and a tombstone remain."""
+    """Erase one person's data from every table; an audit row without PII and a tombstone remain.
+
+    The tombstone is written even when the lead is not stored yet, so it never will be.
+    """
     lead_id = req.route_params.get("facebook_lead_id", "")
     if not (lead_id.isascii() and lead_id.isdigit()) or len(lead_id) > 32:
-        return json_response({"error": "unknown lead id"}, 404)
+        return json_response({"error": "a lead id is digits only"}, 404)
     try:
-        changed = get_services().store.leads.erase_lead(lead_id)
+        erasure = get_services().store.leads.erase_lead(lead_id)
     except StoreUnavailable:
         return json_response({"error": "database unavailable"}, 503)
-    if changed is None:
-        return json_response({"error": f"no data for lead {lead_id}"}, 404)
-    return json_response({"erased": lead_id, "tables": changed})
+    return json_response(
+        {
+            "facebook_lead_id": lead_id,
+            "erased": erasure.erased,
+            "tombstoned": erasure.tombstoned,
+            "tables": erasure.rows,
+        }
+    )

@@ -61,9 +61,11 @@ class FailedEventRow:
 
 
 COLUMNS = columns(FailedEventRow)
+# The payload of an erased lead is not kept (a poison copy swept after the erasure, say).
 INSERT = (
     "INSERT INTO failed_events (queue, stage, facebook_lead_id, error, attempts, payload, first_failed_at,"
-    " last_failed_at, dead_letter_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " last_failed_at, dead_letter_id) SELECT ?, ?, ?, ?, ?,"
+    " CASE WHEN EXISTS (SELECT 1 FROM erased_leads WHERE facebook_lead_id = ?) THEN NULL ELSE ? END, ?, ?, ?"
 )
 LIST = Sql(
     f"SELECT {COLUMNS} FROM failed_events WHERE status = ? ORDER BY first_failed_at DESC, id DESC LIMIT ?",  # noqa: S608
@@ -106,6 +108,7 @@ class FailedEventStore:
                         fit("facebook_lead_id", event.facebook_lead_id),
                         fit("error", event.error),
                         event.attempts,
+                        event.facebook_lead_id,
                         event.payload,
                         at,
                         at,

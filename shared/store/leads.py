@@ -83,6 +83,19 @@ class StoredLead:
 
 
 @dataclass(frozen=True)
+class Erasure:
+    """What `erase_lead` did: rows changed per table; the tombstone is always there afterwards."""
+
+    rows: dict[str, int]
+    tombstoned: bool = True
+
+    @property
+    def erased(self) -> bool:
+        """Whether any of the person's data was found and removed."""
+        return any(self.rows.values())
+
+
+@dataclass(frozen=True)
 class LeadRouting:
     """Where a stored lead came from, to put it back on the queue."""
 
@@ -93,7 +106,16 @@ class LeadRouting:
 
 LEAD_COLUMNS = columns(StoredLead)
 _TEXT_COLUMNS = ("ad_name", "adset_name", "campaign_name", "platform", "email", "full_name", "phone_number")
-INSERT_LEAD = f"INSERT INTO leads ({LEAD_COLUMNS}) VALUES ({', '.join('?' * len(LEAD_COLUMNS.split(', ')))})"  # noqa: S608
+_PLACEHOLDERS = ", ".join("?" * len(LEAD_COLUMNS.split(", ")))
+# The tombstone is checked inside the insert itself, so a delivery racing an erasure cannot store the
+# person: on Azure SQL the key-range lock (UPDLOCK, HOLDLOCK) makes the erasure's tombstone insert wait
+# for this transaction, or this insert wait for the erasure; SQLite's write lock serialises both.
+INSERT_LEAD = Sql(
+    f"INSERT INTO leads ({LEAD_COLUMNS}) SELECT {_PLACEHOLDERS}"  # noqa: S608
+    " WHERE NOT EXISTS (SELECT 1 FROM erased_leads WHERE facebook_lead_id = ?)",
+    mssql=f"INSERT INTO leads ({LEAD_COLUMNS}) SELECT {_PLACEHOLDERS}"  # noqa: S608
+    " WHERE NOT EXISTS (SELECT 1 FROM erased_leads WITH (UPDLOCK, HOLDLOCK) WHERE facebook_lead_id = ?)",
+)
 INSERT_RAW = (
     "INSERT INTO raw_leads (facebook_lead_id, source, raw_event, raw_graph, received_at) VALUES (?, ?, ?, ?, ?)"
 )
@@ -117,6 +139,11 @@ ERASE = (
     ("leads", "DELETE FROM leads WHERE facebook_lead_id = ?"),
     ("raw_leads", "DELETE FROM raw_leads WHERE facebook_lead_id = ?"),
     ("failed_events", "UPDATE failed_events SET payload = NULL WHERE facebook_lead_id = ? AND payload IS NOT NULL"),
+    (
+        "notification_outbox",
+        "UPDATE notification_outbox SET status = 'erased'"
+        " WHERE kind = 'lead' AND notification_key = ? AND status IN ('pending', 'queued')",
+    ),
 )
 INSERT_ERASURE = "INSERT INTO erased_leads (facebook_lead_id, erased_at) VALUES (?, ?)"
 
@@ -149,8 +176,10 @@ class LeadsStore:
         values = [_insert_value(lead, name, now) for name in LEAD_COLUMNS.split(", ")]
         with self._db.write() as tx:
             try:
-                tx.execute(INSERT_LEAD, values)
+                inserted = tx.execute(INSERT_LEAD, (*values, lead.facebook_lead_id)) > 0
             except DuplicateKey:
+                inserted = False
+            if not inserted:  # stored before, or erased: nothing of the person is written
                 _record_duplicate(tx, lead.facebook_lead_id, lead.source, audit_detail, now)
                 return AlreadyStored(lead.facebook_lead_id)
             raw = None if raw_event is None else json.dumps(raw_event, ensure_ascii=False)
@@ -195,22 +224,21 @@ class LeadsStore:
                 found += tx.all(StoredLead, LEADS_BY_ID.format(params=", ".join("?" * len(chunk))), chunk)
         return found
 
-    def erase_lead(self, facebook_lead_id: str) -> dict[str, int] | None:
-        """Remove one person's data everywhere, keep a tombstone and an audit row without PII.
+    def erase_lead(self, facebook_lead_id: str) -> Erasure:
+        """Remove one person's data everywhere; keep a tombstone and an audit row without PII.
 
-        The lead and raw rows are deleted, dead-letter payloads of that lead are emptied, and the id
-        is kept in `erased_leads` so a late webhook or the poller never stores the lead again.
-        Returns the rows changed per table, or None when the id is unknown.
+        The tombstone goes in first and always, even when the lead has not arrived yet, so a late
+        webhook, a retry or the poller never stores the person again (the insert checks it). The
+        lead and raw rows are deleted, dead-letter payloads emptied, and the lead's pending email
+        closed (`erased`) so the outbox flush never re-queues it.
         """
         now = datetime.now(UTC)
         with self._db.write() as tx:
-            changed = {table: tx.execute(statement, (facebook_lead_id,)) for table, statement in ERASE}
-            if not any(changed.values()):
-                return None
             with suppress(DuplicateKey):  # erased before: the tombstone stands
                 tx.execute(INSERT_ERASURE, (facebook_lead_id, now))
-            write_audit(tx, "erased", facebook_lead_id, None, {"rows": changed}, now)
-        return changed
+            erasure = Erasure({table: tx.execute(statement, (facebook_lead_id,)) for table, statement in ERASE})
+            write_audit(tx, "erased", facebook_lead_id, None, {"rows": erasure.rows}, now)
+        return erasure
 
 
 def ids_found(db: Database, statement: str, ids: Sequence[str], params: Any = tuple) -> set[str]:

@@ -150,8 +150,9 @@ def test_erasure_leaves_no_pii_anywhere_and_the_lead_is_not_stored_again(storage
         pii = [v for item in lead.field_data if item["name"] in personal for v in item["values"] if v]
         assert len(pii) >= 2
         answer = requests.delete(f"{host.url}/api/ops/leads/{victim}", timeout=10)
-        assert answer.status_code == 200 and answer.json()["tables"]["leads"] == 1
-        assert requests.delete(f"{host.url}/api/ops/leads/{victim}", timeout=10).status_code == 404
+        assert answer.status_code == 200 and answer.json()["tables"]["leads"] == 1 and answer.json()["erased"]
+        again = requests.delete(f"{host.url}/api/ops/leads/{victim}", timeout=10)
+        assert again.status_code == 200 and again.json()["erased"] is False and again.json()["tombstoned"]
         dump = "\n".join(sqlite3.connect(tmp_path / "db" / "leads.db").iterdump())
         for value in pii:
             assert value not in dump
@@ -172,6 +173,21 @@ def test_erasure_leaves_no_pii_anywhere_and_the_lead_is_not_stored_again(storage
         assert [le["facebook_lead_id"] for le in get(host, "ops/last-leads", limit=10).json()["leads"]] == [
             report.lead_ids[1]
         ]
+        # erased before it arrives: the person is never stored
+        early = graph.sandbox.create_lead(PAGE + "01", [{"name": "full_name", "values": ["Not Yet Here"]}])
+        answer = requests.delete(f"{host.url}/api/ops/leads/{early}", timeout=10)
+        assert answer.status_code == 200 and answer.json()["erased"] is False and answer.json()["tombstoned"]
+        body = build_webhook_body([{"leadgen_id": early, "page_id": PAGE, "form_id": PAGE + "01"}])
+        before = host.log().count("duplicate")
+        requests.post(
+            f"{host.url}/api/webhook/facebook/leads",
+            data=body,
+            headers={"X-Hub-Signature-256": sign(body, SECRET)},
+            timeout=10,
+        )
+        wait_until(lambda: host.log().count("duplicate") > before, timeout=20, what="the early erasure honoured")
+        assert early not in {le["facebook_lead_id"] for le in get(host, "ops/last-leads", limit=10).json()["leads"]}
+        assert "Not Yet Here" not in "\n".join(sqlite3.connect(tmp_path / "db" / "leads.db").iterdump())
     finally:
         host.stop()
 

@@ -185,10 +185,35 @@ def test_erasure_removes_the_lead_and_keeps_a_tombstone(store):
     store.failed_events.record_failed_event(
         FailedEvent("leads-inbound-poison", "ingest", "x", 1, '{"lead": "pii"}', "701")
     )
-    assert store.leads.erase_lead("701") == {"leads": 1, "raw_leads": 1, "failed_events": 1}
+    erasure = store.leads.erase_lead("701")
+    assert erasure.erased and erasure.rows == {"leads": 1, "raw_leads": 1, "failed_events": 1, "notification_outbox": 0}
     assert count_rows(store, "leads") == 0 and store.leads.has_lead("701")
     assert store.leads.existing_lead_ids(["701"]) == {"701"}
-    assert store.leads.erase_lead("702") is None
+    again = store.leads.erase_lead("701")
+    assert not again.erased and again.tombstoned
+
+
+def test_erasure_before_the_lead_arrives_keeps_it_from_ever_being_stored(store):
+    erasure = store.leads.erase_lead("702")
+    assert (erasure.erased, erasure.tombstoned) == (False, True)
+    assert add(store, "702", notify=True) == AlreadyStored("702")  # the insert checks the tombstone itself
+    assert count_rows(store, "leads") == 0 and count_rows(store, "raw_leads") == 0
+    assert count_rows(store, "notification_outbox") == 0
+
+
+def test_erasure_closes_the_leads_email_in_the_outbox(store):
+    add(store, "703", notify=True)
+    assert store.leads.erase_lead("703").rows["notification_outbox"] == 1
+    far = datetime.now(UTC) + timedelta(days=1)
+    assert store.outbox.outbox_due(far, far) == []  # the flush never re-queues an erased person's email
+
+
+def test_a_dead_letter_of_an_erased_lead_keeps_no_payload(store):
+    store.leads.erase_lead("704")
+    event = FailedEvent("leads-inbound-poison", "ingest", "late", 1, '{"facebook_lead_id": "704"}', "704")
+    assert store.failed_events.record_failed_event(event)
+    [row] = store.failed_events.list_failed_events()
+    assert store.failed_events.get_failed_event(row.id).payload is None  # type: ignore[union-attr]
 
 
 def test_leads_the_poller_queued_are_remembered_until_they_age_out(store):
