@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -81,6 +82,26 @@ SET_STATUS = "UPDATE failed_events SET status = ?, last_failed_at = ? WHERE id =
 PURGE = "DELETE FROM failed_events WHERE status IN ('reprocessed', 'resolved') AND first_failed_at < ?"
 
 
+def without_answers(payload: str) -> str:
+    """A JSON payload with any lead answers (`lead`, `field_data`) removed, at any depth; other text as is.
+
+    A dead letter whose lead id is unknown cannot be found by an erasure, so it keeps no answers.
+    """
+    try:
+        document = json.loads(payload)
+    except ValueError:
+        return payload
+    return json.dumps(_strip(document), ensure_ascii=False)
+
+
+def _strip(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _strip(v) for k, v in value.items() if k not in ("lead", "field_data")}
+    if isinstance(value, list):
+        return [_strip(v) for v in value]
+    return value
+
+
 class FailedEventStore:
     """The dead-letter table."""
 
@@ -109,7 +130,7 @@ class FailedEventStore:
                         fit("error", event.error),
                         event.attempts,
                         event.facebook_lead_id,
-                        event.payload,
+                        event.payload if event.facebook_lead_id else without_answers(event.payload),
                         at,
                         at,
                         fit("dead_letter_id", event.dead_letter_id),

@@ -331,3 +331,16 @@ def test_every_read_returns_the_same_python_types_on_every_engine(store):
     assert store.stats.poll_figures(*window) == PollFigures(0, 0, 0, 0)
     [(hour, source, n)] = store.stats.leads_by_hour_and_source(*window)
     assert len(hour) == 13 and hour[10] == "T" and source == "webhook" and n == 1
+
+
+def test_a_dead_letter_without_a_lead_id_keeps_no_answers(store):
+    carried = {"facebook_lead_id": "x y", "lead": {"field_data": [{"name": "email", "values": ["a@b.c"]}]}}
+    event = FailedEvent("leads-inbound-poison", "ingest", "malformed", 1, json.dumps({"message": carried}))
+    store.failed_events.record_failed_event(event)
+    [row] = store.failed_events.list_failed_events()
+    payload = store.failed_events.get_failed_event(row.id).payload  # type: ignore[union-attr]
+    assert (
+        payload is not None
+        and "a@b.c" not in payload
+        and json.loads(payload) == {"message": {"facebook_lead_id": "x y"}}
+    )
