@@ -1,13 +1,15 @@
 """The webhook envelope, parsed in two stages: `object`/`entry`/`changes`, then the leadgen value.
 
-Ids arrive as JSON strings or numbers at Meta; both are accepted and kept as strings.
+Ids arrive as JSON strings or numbers at Meta; both are accepted and kept as strings. A lead id
+and a form id are digits only (`DigitsId`): anything else is not an id Meta issued, and the
+change carrying it is dead-lettered with that reason.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 
 def _id_as_str(value: object) -> object:
@@ -20,7 +22,14 @@ def _id_as_str(value: object) -> object:
     return value
 
 
+def _digits_only(value: str) -> str:
+    if not (value.isascii() and value.isdigit()):
+        raise ValueError("a Graph id is digits only")
+    return value
+
+
 GraphId = Annotated[str, BeforeValidator(_id_as_str), Field(min_length=1, pattern=r"^[0-9A-Za-z_.-]+$")]
+DigitsId = Annotated[str, BeforeValidator(_id_as_str), Field(min_length=1), AfterValidator(_digits_only)]
 
 
 class Change(BaseModel):
@@ -56,9 +65,9 @@ class LeadgenChange(BaseModel):
 
     model_config = ConfigDict(extra="allow", defer_build=True)
 
-    leadgen_id: GraphId
+    leadgen_id: DigitsId
     page_id: GraphId | None = None
-    form_id: GraphId | None = None
+    form_id: DigitsId | None = None
     ad_id: GraphId | None = None
     adgroup_id: GraphId | None = None
     created_time: int | None = None

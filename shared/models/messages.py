@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.models.envelope import GraphId
+from shared.models.envelope import DigitsId, GraphId
 
 LeadSource = Literal["webhook", "polling", "reprocess"]
 MESSAGE_VERSION = 1
@@ -25,9 +25,9 @@ class LeadMessage(BaseModel):
 
     v: int = MESSAGE_VERSION
     kind: Literal["lead"] = "lead"
-    facebook_lead_id: GraphId
+    facebook_lead_id: DigitsId
     page_id: GraphId | None = None
-    form_id: GraphId | None = None
+    form_id: DigitsId | None = None
     ad_id: GraphId | None = None
     created_time: int | None = None
     source: LeadSource = "webhook"

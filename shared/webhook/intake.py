@@ -97,7 +97,7 @@ def receive_webhook(
                 value = LeadgenChange.model_validate(raw_value)
             except ValidationError as exc:
                 info = DeadLetterInfo(
-                    reason=f"leadgen change without a valid leadgen_id: {_first_error(exc)}",
+                    reason=f"unusable leadgen change: {_first_error(exc)}",
                     stage="webhook",
                     error_type="MalformedChange",
                 )

@@ -156,3 +156,17 @@ def test_ignored_content_counter_is_shared_in_table_storage(storage):
     first = counters.increment("webhook_ignored:field:feed")
     counters.increment("webhook_ignored:field:feed", 2)
     assert counters.totals()["webhook_ignored:field:feed"] == first + 2
+
+
+def test_a_lead_or_form_id_that_is_not_digits_is_dead_lettered_with_its_reason_and_the_rest_queued(storage, sender):
+    bad_lead = leadgen("61x")
+    bad_form = leadgen("62", form_id="form-62")
+    payload = {"object": "page", "entry": [{"id": "1", "changes": [leadgen("60"), bad_lead, bad_form, leadgen("63")]}]}
+    result = post(body_of(payload), sender)
+    assert (result.status, result.queued, result.dead_lettered) == (200, 2, 2)
+    assert sorted(m["facebook_lead_id"] for m in drain_json(storage, LEADS_QUEUE)) == ["60", "63"]
+    letters = sorted(drain_json(storage, POISON), key=lambda letter: letter["message"]["change"]["value"]["leadgen_id"])
+    assert [letter["dead_letter"]["reason"] for letter in letters] == [
+        "unusable leadgen change: leadgen_id: Value error, a Graph id is digits only",
+        "unusable leadgen change: form_id: Value error, a Graph id is digits only",
+    ]

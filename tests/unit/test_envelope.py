@@ -54,3 +54,13 @@ def test_handshake_echoes_the_challenge_unchanged():
 )
 def test_handshake_refuses_anything_else(params):
     assert answer_handshake(params, "tok") is None
+
+
+@pytest.mark.parametrize("field", ["leadgen_id", "form_id"])
+@pytest.mark.parametrize("bad", ["12a4", "lead-1", "1_2", "1.5", "١٢٣", "x"])
+def test_lead_and_form_ids_in_a_leadgen_change_are_digits_only(field, bad):
+    value = {"leadgen_id": "123", "form_id": "456", field: bad}
+    with pytest.raises(ValidationError) as raised:
+        LeadgenChange.model_validate(value)
+    assert raised.value.errors()[0]["loc"] == (field,)
+    assert "digits only" in raised.value.errors()[0]["msg"]
