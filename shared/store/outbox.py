@@ -58,6 +58,7 @@ RECLAIM = (
     " WHERE notification_key = ? AND kind = ? AND channel = ?"
     " AND (status = 'failed' OR (status = 'claimed' AND claimed_at < ?))"
 )
+CLAIMED_KEYS = "SELECT notification_key FROM notification_log WHERE claim_id = ? ORDER BY id"
 BEGIN_SEND = "UPDATE notification_log SET status = 'sending' WHERE claim_id = ? AND status = 'claimed'"
 TAKE_OVER = "DELETE FROM notification_log WHERE claim_id = ? AND status = 'sending'"
 RELEASE_CLAIM = "DELETE FROM notification_log WHERE claim_id = ? AND status IN ('claimed', 'sending')"
@@ -107,6 +108,11 @@ class ClaimState:
 @dataclass(frozen=True)
 class _Payload:
     payload: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class _Key:
+    key: str
 
 
 @dataclass(frozen=True)
@@ -226,23 +232,36 @@ class OutboxStore:
         with self._db.write() as tx:
             return tx.execute(TAKE_OVER, (claim_id,)) > 0
 
-    def begin_send(self, claim_id: str) -> None:
-        """Mark a claim `sending` right before the provider is called (from here a resend could repeat)."""
+    def begin_send(self, claim_id: str) -> bool:
+        """Mark a claim `sending` right before the provider is called (from here a resend could repeat).
+
+        False when this caller no longer holds the claim (it went stale and was taken over): do not send.
+        """
         with self._db.write() as tx:
-            tx.execute(BEGIN_SEND, (claim_id,))
+            return tx.execute(BEGIN_SEND, (claim_id,)) > 0
 
     def release_claim(self, claim_id: str) -> None:
         """Undo a claim whose email did not go out, so the next attempt can claim again."""
         with self._db.write() as tx:
             tx.execute(RELEASE_CLAIM, (claim_id,))
 
-    def mark_claim_sent(self, claim_id: str, kind: str, keys: Sequence[str], provider_id: str) -> None:
-        """Record the send of every claimed key and close their outbox rows, in one transaction."""
+    def mark_claim_sent(self, claim_id: str, kind: str, keys: Sequence[str], provider_id: str) -> bool:
+        """Record the send of every claimed key and close their outbox rows, in one transaction.
+
+        False when the claim was no longer `sending` under `claim_id` (taken over as stuck): the outbox
+        rows are closed all the same, since this email did go out.
+        """
         now = datetime.now(UTC)
         provider = fit_text(provider_id, width("notification_log", "provider_id"))
         with self._db.write() as tx:
-            tx.execute(MARK_SENT, (now, provider, len(keys), claim_id))
+            held = tx.execute(MARK_SENT, (now, provider, len(keys), claim_id)) > 0
             tx.executemany(MARK, [("sent", now, kind, key) for key in keys])
+        return held
+
+    def claimed_keys(self, claim_id: str) -> list[str]:
+        """The notification keys one claim holds (the leads of one grouped email)."""
+        with self._db.read() as tx:
+            return [row.key for row in tx.all(_Key, CLAIMED_KEYS, (claim_id,))]
 
     def mark_notification_failed(
         self, claim_id: str, key: str, kind: str, channel: str, error: str, attempts: int

@@ -344,3 +344,16 @@ def test_a_dead_letter_without_a_lead_id_keeps_no_answers(store):
         and "a@b.c" not in payload
         and json.loads(payload) == {"message": {"facebook_lead_id": "x y"}}
     )
+
+
+def test_a_claim_taken_over_cannot_begin_sending_and_its_late_send_is_reported(store):
+    add(store, "950", notify=True)
+    assert claim(store, "950", "first") == "claimed"
+    assert store.outbox.begin_send("first")
+    assert store.outbox.claimed_keys("first") == ["950"]
+    assert store.outbox.take_over_stuck("first")  # a stuck send, freed by another instance
+    assert claim(store, "950", "second") == "claimed"
+    assert not store.outbox.begin_send("first")  # the first holder must not send now
+    assert store.outbox.begin_send("second")
+    assert not store.outbox.mark_claim_sent("first", "lead", ["950"], "late")  # it had sent: reported, not lost
+    assert store.outbox.mark_claim_sent("second", "lead", ["950"], "p2")
