@@ -3,7 +3,9 @@
 A fault matches Graph calls of one route kind (or all of them) and lasts for the next `count`
 matching calls, for `seconds`, or until cleared, whichever ends first. Each fault turns into the
 exact error Meta sends for that condition, headers included; a `slow` fault (default delay 1 s)
-only delays the normal answer.
+only delays the normal answer. A `proxy_error` fault (default `status` 403) is not Meta speaking:
+it answers as a proxy or gateway in front of Graph would, with an HTML page and no Graph envelope
+(a 408 request timeout, a corporate proxy's 403, a load balancer's 404).
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any, Literal, cast, get_args
 
 from devhost.sandbox.errors import GraphError, expired_token
 
-FaultKind = Literal["token_expired", "throttle", "server_error", "slow", "permission"]
+FaultKind = Literal["token_expired", "throttle", "server_error", "slow", "permission", "proxy_error"]
 RouteKind = Literal["lead", "form_leads", "leadgen_forms", "debug_token", "subscribed_apps", "test_leads"]
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 ROUTE_KINDS: tuple[str, ...] = get_args(RouteKind)
@@ -41,6 +44,20 @@ PERMISSION_MESSAGES: dict[int, str] = {
     200: "(#200) Requires extended permission: leads_retrieval",
 }
 SERVER_ERROR_MESSAGE = "An unexpected error has occurred. Please retry your request later."
+DEFAULT_PROXY_STATUS = 403
+
+
+class ProxyPage(Exception):
+    """An HTML error page from a proxy in front of Graph: a status and a body that is not JSON."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"proxy answered {status}")
+        self.status = status
+        phrase = HTTPStatus(status).phrase
+        self.html = (
+            f"<html><head><title>{status} {phrase}</title></head>"
+            f"<body><h1>{phrase}</h1><hr><center>proxy</center></body></html>"
+        )
 
 
 @dataclass
@@ -55,6 +72,7 @@ class Fault:
     subcode: int | None = None
     delay: float = 0.0
     regain_minutes: int = 1
+    status: int | None = None
 
     def is_over(self, now: float) -> bool:
         """Whether the fault has used up its count or its time."""
@@ -75,10 +93,15 @@ class Fault:
             "subcode": self.subcode,
             "delay": self.delay,
             "regain_minutes": self.regain_minutes,
+            "status": self.status,
         }
 
+    def proxy_page(self) -> ProxyPage:
+        """The HTML page a `proxy_error` fault answers with."""
+        return ProxyPage(self.status or DEFAULT_PROXY_STATUS)
+
     def error(self, page_id: str, wall_now: float) -> GraphError:
-        """The Graph error this fault answers with (never called for `slow`)."""
+        """The Graph error this fault answers with (never called for `slow` or `proxy_error`)."""
         if self.kind == "token_expired":
             error = expired_token(wall_now - 60, wall_now)
             error.code = self.code or 190
@@ -139,6 +162,9 @@ def fault_from_spec(spec: Mapping[str, Any], monotonic_now: float) -> Fault:
     if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
         raise ValueError("delay must be a non-negative number")
     regain = _optional_int(spec, "regain_minutes")
+    status = _optional_int(spec, "status")
+    if status is not None and not 400 <= status <= 599:
+        raise ValueError("status must be an HTTP error status (400-599)")
     return Fault(
         kind=cast(FaultKind, kind),
         route=cast("RouteKind | None", route),
@@ -148,6 +174,7 @@ def fault_from_spec(spec: Mapping[str, Any], monotonic_now: float) -> Fault:
         subcode=_optional_int(spec, "subcode"),
         delay=float(delay),
         regain_minutes=1 if regain is None else regain,
+        status=status,
     )
 
 

@@ -182,6 +182,8 @@ def handle_graph(sandbox: SandboxGraph, request: SandboxRequest, wait: Callable[
     fault = sandbox.take_fault(kind)
     if fault is not None:
         logger.info("sandbox fault %s on %s call for %s", fault.kind, kind, object_id or "-")
+        if fault.kind == "proxy_error":
+            raise fault.proxy_page()
         if fault.kind != "slow":
             raise fault.error(page_id, sandbox.now())
         wait(fault.delay)

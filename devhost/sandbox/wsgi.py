@@ -1,7 +1,8 @@
 """The sandbox as a WSGI application: parse at the edge, route, and write Meta's headers on every answer.
 
 Every response is JSON (`Content-Type: application/json`) and carries `X-App-Usage`,
-`x-fb-trace-id` and, on Graph routes, `facebook-api-version`; errors carry Meta's envelope.
+`x-fb-trace-id` and, on Graph routes, `facebook-api-version`; errors carry Meta's envelope. The
+one exception is a `proxy_error` fault: an HTML page, as a proxy in front of Graph sends.
 Logs name route kinds and object ids only, never query strings or bodies (lead answers are PII).
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 
 from devhost.sandbox.control import handle_control
 from devhost.sandbox.errors import GraphError, new_fbtrace_id, unexpected_error
+from devhost.sandbox.faults import ProxyPage
 from devhost.sandbox.graph_routes import handle_graph
 from devhost.sandbox.messages import JsonResponse, read_request
 from devhost.sandbox.state import SandboxGraph
@@ -44,6 +46,9 @@ class SandboxApp:
             return handle_control(self.sandbox, request), False, version
         except GraphError as error:
             return JsonResponse(error.status, error.envelope(), error.headers), is_graph, version
+        except ProxyPage as page:
+            html = JsonResponse(page.status, page.html.encode("utf-8"), {"Content-Type": "text/html; charset=utf-8"})
+            return html, is_graph, version
         except Exception:
             logger.exception("sandbox failed on a %s call", "graph" if is_graph else "control")
             failure = unexpected_error()
@@ -52,7 +57,10 @@ class SandboxApp:
     def __call__(self, environ: Mapping[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         """Serve one request; never raises."""
         response, is_graph, version = self._answer(environ)
-        body = json.dumps(response.body, separators=(",", ":")).encode("ascii")
+        if isinstance(response.body, bytes):  # a proxy's page, sent as it is
+            body = response.body
+        else:
+            body = json.dumps(response.body, separators=(",", ":")).encode("ascii")
         headers = {
             "Content-Type": "application/json",
             "X-App-Usage": json.dumps(self.sandbox.usage(), separators=(",", ":")),

@@ -2,6 +2,12 @@
 
 Throttling comes back as HTTP 400 with codes 4/17/32/613/80001/80005…, never 429; the regain
 time is read from `X-Business-Use-Case-Usage` (minutes) when present.
+
+Only Meta's own verdict on a lead is permanent: code 100 (invalid parameter; 100/33 "does not
+exist, cannot be loaded due to missing permissions"). Anything that is not Meta speaking (a 408,
+an HTML page from a proxy or gateway, a body without Meta's error envelope) and any code this
+module does not know is retried with a delay, counting attempts, so it ends in a dead letter only
+when the attempts run out.
 """
 
 from __future__ import annotations
@@ -20,8 +26,10 @@ from shared.errors import (
 )
 
 THROTTLE_CODES = frozenset({4, 17, 32, 341, 613, 80000, 80001, 80002, 80003, 80004, 80005, 80006, 80008, 80009, 80014})
-TEMPORARY_CODES = frozenset({1, 2, 368})
 TOKEN_CODES = frozenset({102, 190, 463, 467})
+# 3: "capability or permissions issue" (Meta's error table): fixed by an operator, like 10 and 200-299.
+PERMISSION_CODES = frozenset({3, 10})
+PERMANENT_CODES = frozenset({100})
 DEFAULT_THROTTLE_SECONDS = 60.0
 
 
@@ -45,27 +53,31 @@ def regain_seconds(headers: Mapping[str, str]) -> float:
 
 
 def classify_error(status: int, payload: Any, headers: Mapping[str, str]) -> LeadAgentError:
-    """The exception for a non-2xx Graph answer; unknown 4xx errors are permanent for the lead."""
+    """The exception for a non-2xx Graph answer (`payload` is None when the body is not JSON).
+
+    Permanent (`LeadNotFetchable`) only for Meta's code 100; everything unknown is transient.
+    """
     error = payload.get("error") if isinstance(payload, dict) else None
     error = error if isinstance(error, dict) else {}
     code = _int(error.get("code"))
     subcode = _int(error.get("error_subcode"))
     trace = error.get("fbtrace_id") or "-"
+    if not error:
+        # Not Meta's envelope: an HTML page from a proxy or gateway, a 408, an empty body.
+        kind = "non-JSON" if payload is None else "non-Graph JSON"
+        return GraphUnavailable(f"Graph answered status={status} with a {kind} body (not Meta's error envelope)")
     text = f"Graph error code={code} subcode={subcode} status={status} fbtrace_id={trace}: {error.get('message', '')}"
     text = text[:500]
     if code in THROTTLE_CODES:
         return GraphThrottled(text, regain_seconds(headers) or DEFAULT_THROTTLE_SECONDS)
-    if code in TOKEN_CODES or (code is not None and code == 190):
+    if code in TOKEN_CODES:
         return TokenInvalid(text, code=code or 190, subcode=subcode)
-    if code == 10 or (code is not None and 200 <= code <= 299):
+    if code in PERMISSION_CODES or (code is not None and 200 <= code <= 299):
         return GraphPermissionDenied(text)
-    if status >= 500 or code in TEMPORARY_CODES or status == 429:
-        return GraphUnavailable(text)
-    if code == 100:
+    if code in PERMANENT_CODES and error.get("is_transient") is not True:
         return LeadNotFetchable(text)
-    if status in (401, 403):
-        return TokenInvalid(text, code=code or status, subcode=subcode)
-    return LeadNotFetchable(text)
+    # 5xx, 408, 429, temporary codes (1, 2, 368), Meta's `is_transient`, and every code not known here.
+    return GraphUnavailable(text)
 
 
 def _int(value: object) -> int | None:

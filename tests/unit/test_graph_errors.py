@@ -80,3 +80,54 @@ def test_retry_delay_respects_the_throttle_floor():
 class FixedRandom:
     def uniform(self, a, b):
         return 1.0
+
+
+# Answers that are not Meta's verdict on the lead are retried (counted attempts), never dead-lettered at once.
+
+
+def test_request_timeout_408_is_retried_with_counted_attempts():
+    exc = classify_error(408, None, {})
+    assert isinstance(exc, GraphUnavailable) and exc.counts_attempt
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 407, 408, 413, 451])
+def test_html_4xx_from_a_proxy_is_retried_not_a_token_or_lead_verdict(status):
+    # The client passes `None` when the body is not JSON (an HTML page from a proxy or gateway).
+    exc = classify_error(status, None, {})
+    assert isinstance(exc, GraphUnavailable) and exc.counts_attempt
+    assert f"status={status}" in str(exc)
+
+
+def test_a_4xx_json_body_without_meta_s_error_envelope_is_retried():
+    assert isinstance(classify_error(404, {"message": "no route"}, {}), GraphUnavailable)
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404])
+def test_unknown_graph_code_is_retried_with_counted_attempts(status):
+    exc = classify_error(status, error(987654), {})
+    assert isinstance(exc, GraphUnavailable) and exc.counts_attempt
+    assert "code=987654" in str(exc)
+
+
+def test_graph_error_without_a_code_is_retried():
+    assert isinstance(classify_error(400, {"error": {"message": "m"}}, {}), GraphUnavailable)
+
+
+def test_meta_s_is_transient_flag_makes_any_code_retried():
+    body = error(100, 33)
+    body["error"]["is_transient"] = True
+    assert isinstance(classify_error(400, body, {}), GraphUnavailable)
+
+
+@pytest.mark.parametrize("subcode", [None, 33])
+def test_invalid_parameter_and_unsupported_get_stay_permanent(subcode):
+    assert isinstance(classify_error(400, error(100, subcode), {}), LeadNotFetchable)
+
+
+def test_capability_error_3_waits_for_an_operator_instead_of_dead_lettering():
+    exc = classify_error(400, error(3), {})
+    assert isinstance(exc, GraphPermissionDenied) and not exc.counts_attempt
+
+
+def test_a_403_with_an_unknown_code_does_not_claim_the_token_is_invalid():
+    assert not isinstance(classify_error(403, error(987654), {}), TokenInvalid)
