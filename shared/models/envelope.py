@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictStr
 
 
 def _id_as_str(value: object) -> object:
@@ -37,27 +37,36 @@ class Change(BaseModel):
 
     model_config = ConfigDict(extra="allow", defer_build=True)
 
-    field: str = ""
-    value: dict[str, Any] | None = None
+    field: StrictStr = ""
+    value: Any = None
 
 
 class Entry(BaseModel):
-    """One `entry[]` item: usually one page, one or many changes."""
+    """One `entry[]` item: usually one page, one or many changes, each validated on its own.
+
+    `time` (when Meta sent the notification) is never used, so it is never a reason to refuse one.
+    """
 
     model_config = ConfigDict(extra="allow", defer_build=True)
 
-    id: Annotated[str, BeforeValidator(_id_as_str)] = ""
-    time: int | None = None
-    changes: list[Change] = Field(default_factory=list)
+    id: Any = None
+    time: Any = None
+    changes: list[Any] = Field(default_factory=list)
+
+    @property
+    def page_id(self) -> str | None:
+        """The entry's id when it can be a page id (the fallback for a change without `page_id`)."""
+        value = _id_as_str(self.id)
+        return value if isinstance(value, str) and value.isascii() and value.isdigit() else None
 
 
 class WebhookEnvelope(BaseModel):
-    """The whole POST body: `{"object": "page", "entry": [...]}`."""
+    """The whole POST body: `{"object": "page", "entry": [...]}`; entries are validated one by one."""
 
     model_config = ConfigDict(extra="allow", defer_build=True)
 
-    object: str
-    entry: list[Entry] = Field(default_factory=list)
+    object: StrictStr
+    entry: list[Any] = Field(default_factory=list)
 
 
 class LeadgenChange(BaseModel):

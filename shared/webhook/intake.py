@@ -10,12 +10,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import from_json
 
 from shared.errors import QueueUnavailable, SignatureInvalid
 from shared.logs import get_logger
-from shared.models.envelope import LeadgenChange, WebhookEnvelope
+from shared.models.envelope import Change, Entry, LeadgenChange, WebhookEnvelope
 from shared.models.messages import DeadLetterInfo, LeadMessage, utc_now
 from shared.queues.dead_letters import dead_letter_message, dead_letter_raw_body, send_dead_letter
 from shared.queues.names import LEADS_QUEUE
@@ -25,6 +28,7 @@ from shared.webhook.signature import verify_signature
 log = get_logger(__name__)
 
 CountIgnored = Callable[[str, int], None]
+NOT_AN_OBJECT = "Input should be an object"
 
 
 @dataclass
@@ -53,10 +57,12 @@ def receive_webhook(
 ) -> IntakeResult:
     """Verify `body` and enqueue one `leads-inbound` message per leadgen change.
 
-    Guarantees: nothing is queued for a bad signature (401); a signed body that is not a
-    valid envelope is kept whole as a dead letter (400); a change without `leadgen_id` is
-    dead-lettered while the rest of the batch is queued; 200 only after all are durable;
-    503 when the queue cannot take them (Meta retries and ingestion dedupes).
+    Guarantees: nothing is queued for a bad signature (401); a signed body that is not a JSON
+    object is kept whole as a dead letter (400); a JSON object that is not an envelope is kept
+    whole as a dead letter (200: Meta's retries would bring the same bytes). Each entry and each
+    change is validated on its own: a malformed one is dead-lettered with its reason while the
+    rest of the batch is queued (200). 200 only after all are durable; 503 when the queue cannot
+    take them (Meta retries and ingestion dedupes).
     """
     if len(body) > max_body_bytes:
         return _json(413, error="payload too large", limit_bytes=max_body_bytes)
@@ -66,83 +72,137 @@ def receive_webhook(
         return _json(401, error=str(exc))
 
     try:
-        envelope = WebhookEnvelope.model_validate_json(body)
+        document = from_json(body, allow_inf_nan=False)
+    except ValueError:
+        return _reject_body(sender, body, "body is not JSON", 400)
+    if not isinstance(document, dict):
+        return _reject_body(sender, body, "body is not a JSON object", 400)
+    try:
+        envelope = WebhookEnvelope.model_validate(document)
     except ValidationError as exc:
-        reason = "body is not JSON" if _is_json_error(exc) else "body is not a webhook envelope"
-        info = DeadLetterInfo(reason=reason, stage="webhook", error_type="MalformedWebhook")
-        try:
-            send_dead_letter(sender, LEADS_QUEUE, dead_letter_raw_body(info, body))
-        except QueueUnavailable:
-            log.warning("webhook: malformed body could not be dead-lettered; asking Meta to retry")
-            return _json(503, error="queue unavailable")
-        log.warning("webhook: signed body rejected and dead-lettered", extra={"stage": "webhook", "outcome": reason})
-        return _json(400, error=reason)
+        return _reject_body(sender, body, f"body is not a webhook envelope: {_first_error(exc)}", 200)
 
     if envelope.object != "page":
         _count(count_ignored, f"object:{envelope.object}", 1)
         return _json(200, status="ignored", reason=f"object {envelope.object!r} is not handled")
 
-    messages: list[str] = []
-    letters: list[tuple[DeadLetterInfo, dict[str, object]]] = []
-    ignored: dict[str, int] = {}
-    lead_ids: list[str] = []
-    received_at = utc_now()
-    for entry in envelope.entry:
-        for change in entry.changes:
-            if change.field != "leadgen":
-                ignored[f"field:{change.field}"] = ignored.get(f"field:{change.field}", 0) + 1
-                continue
-            raw_value = change.value or {}
-            try:
-                value = LeadgenChange.model_validate(raw_value)
-            except ValidationError as exc:
-                info = DeadLetterInfo(
-                    reason=f"unusable leadgen change: {_first_error(exc)}",
-                    stage="webhook",
-                    error_type="MalformedChange",
-                )
-                letters.append((info, {"entry_id": entry.id, "change": change.model_dump()}))
-                continue
-            message = LeadMessage(
-                facebook_lead_id=value.leadgen_id,
-                page_id=value.page_id or entry.id or None,
-                form_id=value.form_id,
-                ad_id=value.ad_id or value.adgroup_id,
-                created_time=value.created_time,
-                source="webhook",
-                received_at=received_at,
-                event=raw_value,
-            )
-            messages.append(message.to_text())
-            lead_ids.append(value.leadgen_id)
+    batch = _Batch(received_at=utc_now())
+    for raw_entry in envelope.entry:
+        _read_entry(raw_entry, batch)
 
     try:
-        if messages:
-            sender.send_many(LEADS_QUEUE, messages)
-        for info, payload in letters:
+        if batch.messages:
+            sender.send_many(LEADS_QUEUE, batch.messages)
+        for info, payload in batch.letters:
             send_dead_letter(sender, LEADS_QUEUE, dead_letter_message(info, payload))
     except QueueUnavailable:
         log.warning("webhook: queue unavailable; answering 503 so Meta retries", extra={"stage": "webhook"})
         return _json(503, error="queue unavailable")
 
-    for kind, count in ignored.items():
+    for kind, count in batch.ignored.items():
         _count(count_ignored, kind, count)
     result = IntakeResult(
         status=200,
         body="",
-        queued=len(messages),
-        ignored=sum(ignored.values()),
-        dead_lettered=len(letters),
-        lead_ids=lead_ids,
+        queued=len(batch.messages),
+        ignored=sum(batch.ignored.values()),
+        dead_lettered=len(batch.letters),
+        lead_ids=batch.lead_ids,
     )
     result.body = json.dumps(
         {"status": "ok", "queued": result.queued, "ignored": result.ignored, "dead_lettered": result.dead_lettered}
     )
     log.info(
         "webhook: accepted",
-        extra={"stage": "webhook", "outcome": "queued", "queued": result.queued, "ignored": result.ignored},
+        extra={
+            "stage": "webhook",
+            "outcome": "queued",
+            "queued": result.queued,
+            "ignored": result.ignored,
+            "dead_lettered": result.dead_lettered,
+        },
     )
     return result
+
+
+@dataclass
+class _Batch:
+    """What one POST turns into: queue messages, dead letters, and ignored content by kind."""
+
+    received_at: datetime
+    messages: list[str] = field(default_factory=list)
+    letters: list[tuple[DeadLetterInfo, dict[str, Any]]] = field(default_factory=list)
+    ignored: dict[str, int] = field(default_factory=dict)
+    lead_ids: list[str] = field(default_factory=list)
+
+    def dead_letter(self, reason: str, error_type: str, payload: dict[str, Any]) -> None:
+        self.letters.append((DeadLetterInfo(reason=reason, stage="webhook", error_type=error_type), payload))
+
+
+def _read_entry(raw_entry: object, batch: _Batch) -> None:
+    """Add one entry's changes to `batch`; a malformed entry becomes one dead letter."""
+    if not isinstance(raw_entry, dict):
+        batch.dead_letter(f"malformed entry: {NOT_AN_OBJECT}", "MalformedEntry", {"entry": raw_entry})
+        return
+    try:
+        entry = Entry.model_validate(raw_entry)
+    except ValidationError as exc:
+        batch.dead_letter(f"malformed entry: {_first_error(exc)}", "MalformedEntry", {"entry": raw_entry})
+        return
+    for raw_change in entry.changes:
+        _read_change(entry, raw_change, batch)
+
+
+def _read_change(entry: Entry, raw_change: object, batch: _Batch) -> None:
+    """Queue one leadgen change, ignore another field, or dead-letter it with its reason."""
+    where = {"entry_id": entry.page_id, "change": raw_change}
+    if not isinstance(raw_change, dict):
+        batch.dead_letter(f"malformed change: {NOT_AN_OBJECT}", "MalformedChange", where)
+        return
+    try:
+        change = Change.model_validate(raw_change)
+    except ValidationError as exc:
+        batch.dead_letter(f"malformed change: {_first_error(exc)}", "MalformedChange", where)
+        return
+    if change.field != "leadgen":
+        kind = f"field:{change.field}"
+        batch.ignored[kind] = batch.ignored.get(kind, 0) + 1
+        return
+    if not isinstance(change.value, dict):
+        batch.dead_letter(f"unusable leadgen change: value: {NOT_AN_OBJECT}", "MalformedChange", where)
+        return
+    try:
+        value = LeadgenChange.model_validate(change.value)
+    except ValidationError as exc:
+        batch.dead_letter(f"unusable leadgen change: {_first_error(exc)}", "MalformedChange", where)
+        return
+    message = LeadMessage(
+        facebook_lead_id=value.leadgen_id,
+        page_id=value.page_id or entry.page_id,
+        form_id=value.form_id,
+        ad_id=value.ad_id or value.adgroup_id,
+        created_time=value.created_time,
+        source="webhook",
+        received_at=batch.received_at,
+        event=change.value,
+    )
+    batch.messages.append(message.to_text())
+    batch.lead_ids.append(value.leadgen_id)
+
+
+def _reject_body(sender: QueueSender, body: bytes, reason: str, status: int) -> IntakeResult:
+    """Keep the whole signed body as a dead letter and answer `status` (503 if it cannot be kept)."""
+    info = DeadLetterInfo(reason=reason, stage="webhook", error_type="MalformedWebhook")
+    try:
+        send_dead_letter(sender, LEADS_QUEUE, dead_letter_raw_body(info, body))
+    except QueueUnavailable:
+        log.warning("webhook: malformed body could not be dead-lettered; asking Meta to retry")
+        return _json(503, error="queue unavailable")
+    log.warning("webhook: signed body dead-lettered", extra={"stage": "webhook", "outcome": reason[:100]})
+    if status == 400:
+        return _json(400, error=reason)
+    answer = {"status": "ok", "queued": 0, "ignored": 0, "dead_lettered": 1}
+    return IntakeResult(status=200, body=json.dumps(answer), dead_lettered=1)
 
 
 def _count(count_ignored: CountIgnored | None, kind: str, n: int) -> None:
@@ -153,10 +213,6 @@ def _count(count_ignored: CountIgnored | None, kind: str, n: int) -> None:
         count_ignored(kind, n)
     except Exception:  # counting must never make Meta retry a delivery we handled
         log.warning("webhook: could not count ignored content", exc_info=True)
-
-
-def _is_json_error(exc: ValidationError) -> bool:
-    return any(error["type"] == "json_invalid" for error in exc.errors())
 
 
 def _first_error(exc: ValidationError) -> str:

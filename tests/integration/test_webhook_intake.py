@@ -170,3 +170,72 @@ def test_a_lead_or_form_id_that_is_not_digits_is_dead_lettered_with_its_reason_a
         "unusable leadgen change: leadgen_id: Value error, a Graph id is digits only",
         "unusable leadgen change: form_id: Value error, a Graph id is digits only",
     ]
+
+
+def test_a_change_whose_value_is_not_an_object_is_dead_lettered_and_its_batch_queued(storage, sender):
+    broken = {"field": "leadgen", "value": "70"}
+    payload = {"object": "page", "entry": [{"id": "1", "changes": [leadgen("71"), broken, leadgen("72")]}]}
+    result = post(body_of(payload), sender)
+    assert (result.status, result.queued, result.dead_lettered) == (200, 2, 1)
+    assert sorted(m["facebook_lead_id"] for m in drain_json(storage, LEADS_QUEUE)) == ["71", "72"]
+    [letter] = drain_json(storage, POISON)
+    assert letter["dead_letter"]["reason"].startswith("unusable leadgen change: value: Input should be")
+    assert letter["message"] == {"entry_id": "1", "change": broken}
+
+
+def test_an_entry_with_a_float_time_still_has_its_changes_queued(storage, sender):
+    payload = {"object": "page", "entry": [{"id": "1", "time": 1790000000.25, "changes": [leadgen("81")]}]}
+    result = post(body_of(payload), sender)
+    assert (result.status, result.queued, result.dead_lettered) == (200, 1, 0)
+    assert [m["facebook_lead_id"] for m in drain_json(storage, LEADS_QUEUE)] == ["81"]
+
+
+def test_a_change_with_a_numeric_field_is_dead_lettered_and_its_batch_queued(storage, sender):
+    numeric = {"field": 7, "value": {"leadgen_id": "90"}}
+    payload = {"object": "page", "entry": [{"id": "1", "changes": [numeric, leadgen("91")]}]}
+    result = post(body_of(payload), sender)
+    assert (result.status, result.queued, result.dead_lettered) == (200, 1, 1)
+    assert [m["facebook_lead_id"] for m in drain_json(storage, LEADS_QUEUE)] == ["91"]
+    [letter] = drain_json(storage, POISON)
+    assert letter["dead_letter"]["reason"] == "malformed change: field: Input should be a valid string"
+    assert letter["message"]["change"] == numeric
+
+
+def test_a_change_or_an_entry_that_is_not_an_object_is_dead_lettered_and_the_rest_queued(storage, sender):
+    payload = {
+        "object": "page",
+        "entry": [
+            {"id": "1", "changes": ["leadgen", leadgen("101")]},
+            {"id": "2", "changes": {"field": "leadgen"}},
+            "not an entry",
+            {"id": "3", "changes": [leadgen("102")]},
+        ],
+    }
+    result = post(body_of(payload), sender)
+    assert (result.status, result.queued, result.dead_lettered) == (200, 2, 3)
+    assert sorted(m["facebook_lead_id"] for m in drain_json(storage, LEADS_QUEUE)) == ["101", "102"]
+    reasons = sorted(letter["dead_letter"]["reason"] for letter in drain_json(storage, POISON))
+    assert reasons == [
+        "malformed change: Input should be an object",
+        "malformed entry: Input should be an object",
+        "malformed entry: changes: Input should be a valid list",
+    ]
+
+
+def test_a_json_object_that_is_not_an_envelope_is_dead_lettered_whole_and_answered_200(storage, sender):
+    body = body_of({"entry": [{"id": "1", "changes": [leadgen("111")]}]})
+    result = post(body, sender)
+    assert (result.status, result.queued, result.dead_lettered) == (200, 0, 1)
+    assert json.loads(result.body) == {"status": "ok", "queued": 0, "ignored": 0, "dead_lettered": 1}
+    assert message_count(storage, LEADS_QUEUE) == 0
+    [letter] = drain_json(storage, POISON)
+    assert letter["dead_letter"]["reason"] == "body is not a webhook envelope: object: Field required"
+    assert letter["raw_body"].encode() == body
+
+
+@pytest.mark.parametrize("body", [b"[1, 2]", b'"page"', b"42", b"null", b'{"object": NaN}'])
+def test_a_signed_body_that_is_not_a_json_object_is_400_and_dead_lettered(storage, sender, body):
+    assert post(body, sender).status == 400
+    [letter] = drain_json(storage, POISON)
+    assert letter["dead_letter"]["reason"] in {"body is not JSON", "body is not a JSON object"}
+    assert letter["raw_body"].encode() == body

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from shared.models.envelope import LeadgenChange, WebhookEnvelope
+from shared.models.envelope import Change, Entry, LeadgenChange, WebhookEnvelope
 from shared.webhook.handshake import answer_handshake
 
 
@@ -19,8 +19,20 @@ def test_batch_of_entries_and_changes_is_parsed_completely():
             ],
         }
     )
-    assert [len(e.changes) for e in envelope.entry] == [2, 1]
-    assert envelope.entry[1].id == "2"
+    entries = [Entry.model_validate(entry) for entry in envelope.entry]
+    assert [len(e.changes) for e in entries] == [2, 1]
+    assert entries[1].page_id == "2"
+
+
+@pytest.mark.parametrize("time", [1790000000.25, "yesterday", None, [1]])
+def test_an_entry_is_never_refused_for_its_time(time):
+    entry = Entry.model_validate({"id": "1", "time": time, "changes": []})
+    assert entry.page_id == "1"
+
+
+def test_a_numeric_field_is_not_a_change():
+    with pytest.raises(ValidationError):
+        Change.model_validate({"field": 7, "value": {}})
 
 
 def test_numeric_ids_become_strings_without_losing_digits():
