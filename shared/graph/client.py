@@ -1,8 +1,13 @@
 """A small Graph API client: explicit fields, token in the Authorization header, timeouts everywhere.
 
-The token never appears in a URL (so never in a logged URL). Errors become the typed exceptions
-of `shared.errors` through `classify_error`. A `ThrottleGate` stops every call while Meta's rate
-limit is in force; `on_token_invalid` hears about every token error so the integration can pause.
+No token ever appears in a URL, so none reaches a logged URL (urllib3 logs request lines at
+DEBUG): the caller's token goes in the `Authorization` header, and a parameter that carries one
+(`debug_token`'s `input_token`, see `shared.graph.redact`) goes in a form body, a GET being sent
+as a POST with `method=GET`. A failed call raises an exception whose text is scrubbed and which
+chains no `requests` exception (whose message holds the URL and whose `.request` holds the
+headers). Errors become the typed exceptions of `shared.errors` through `classify_error`. A
+`ThrottleGate` stops every call while Meta's rate limit is in force; `on_token_invalid` hears
+about every token error so the integration can pause.
 """
 
 from __future__ import annotations
@@ -12,11 +17,13 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
 import requests
 
 from shared.errors import GraphThrottled, GraphUnavailable, TokenInvalid
 from shared.graph.errors import classify_error
+from shared.graph.redact import scrub, split_secret_params
 from shared.graph.throttle import ThrottleGate, usage_block_seconds
 from shared.http_clients import direct_session
 from shared.logs import get_logger
@@ -76,18 +83,25 @@ class GraphClient:
         params: Mapping[str, str] | None = None,
         token: str | None = None,
     ) -> GraphResponse:
-        """One Graph call; raises a `LeadAgentError` subclass for every failure."""
+        """One Graph call; raises a `LeadAgentError` subclass for every failure.
+
+        `token` (else the client's) goes in the `Authorization` header. When `params` (or a query
+        written into `path`) hold a credential, every parameter goes in a form body instead of the
+        URL, and a GET is sent as a POST with `method=GET`, which Graph serves as the GET
+        ("Making Large Requests", developers.facebook.com/docs/graph-api/using-graph-api).
+        """
         self._gate.check()
-        url = f"{self._base}/{path.lstrip('/')}"
+        where, _, inline = path.partition("?")
+        plain, secret = split_secret_params({**dict(parse_qsl(inline, keep_blank_values=True)), **(params or {})})
+        url = f"{self._base}/{where.lstrip('/')}"
         headers = {"Authorization": f"Bearer {token or self._token()}", "Accept": "application/json"}
         with self._calls_lock:
             self._calls_made += 1
-        try:
-            response = self._session().request(
-                method, url, params=dict(params or {}), headers=headers, timeout=self._timeout
-            )
-        except requests.RequestException as exc:
-            raise GraphUnavailable(f"Graph {method} {path.split('?')[0]} failed: {type(exc).__name__}") from exc
+        if secret:
+            body = {**plain, **secret, **({} if method.upper() == "POST" else {"method": method.upper()})}
+            response = self._send("POST", url, {}, body, headers, method, where)
+        else:
+            response = self._send(method, url, plain, None, headers, method, where)
         try:
             payload: Any = response.json()
         except ValueError:
@@ -105,6 +119,27 @@ class GraphClient:
         if not isinstance(payload, dict):
             raise GraphUnavailable(f"Graph {method} answered {response.status_code} without a JSON object")
         return GraphResponse(body=payload, headers=response.headers)
+
+    def _send(
+        self,
+        verb: str,
+        url: str,
+        query: Mapping[str, str],
+        body: Mapping[str, str] | None,
+        headers: Mapping[str, str],
+        method: str,
+        where: str,
+    ) -> requests.Response:
+        """Send one request; a transport failure becomes `GraphUnavailable` with scrubbed text and no chain."""
+        try:
+            return self._session().request(
+                verb, url, params=dict(query), data=body, headers=dict(headers), timeout=self._timeout
+            )
+        except requests.RequestException as exc:
+            # Raised after the except block, so neither `__cause__` nor `__context__` holds the
+            # requests exception: its message carries the URL and its `.request` the headers.
+            failure = f"Graph {method} {scrub(where)} failed: {type(exc).__name__} ({scrub(str(exc))[:300]})"
+        raise GraphUnavailable(failure)
 
     def fetch_lead(self, lead_id: str) -> dict[str, Any]:
         """The raw lead object with every field in `LEAD_FIELDS`."""

@@ -24,6 +24,7 @@ from shared.errors import (
     LeadNotFetchable,
     TokenInvalid,
 )
+from shared.graph.redact import scrub
 
 THROTTLE_CODES = frozenset({4, 17, 32, 341, 613, 80000, 80001, 80002, 80003, 80004, 80005, 80006, 80008, 80009, 80014})
 TOKEN_CODES = frozenset({102, 190, 463, 467})
@@ -67,7 +68,7 @@ def classify_error(status: int, payload: Any, headers: Mapping[str, str]) -> Lea
         kind = "non-JSON" if payload is None else "non-Graph JSON"
         return GraphUnavailable(f"Graph answered status={status} with a {kind} body (not Meta's error envelope)")
     text = f"Graph error code={code} subcode={subcode} status={status} fbtrace_id={trace}: {error.get('message', '')}"
-    text = text[:500]
+    text = scrub(text)[:500]
     if code in THROTTLE_CODES:
         return GraphThrottled(text, regain_seconds(headers) or DEFAULT_THROTTLE_SECONDS)
     if code in TOKEN_CODES:
