@@ -100,14 +100,11 @@ def _ingest(message: LeadMessage, deps: IngestDeps) -> IngestResult:
     if deps.store.leads.has_lead(lead_id):
         deps.store.leads.record_duplicate(lead_id, message.source, detail)
         return IngestResult("duplicate", lead_id, message.attempt, source=message.source)
-    if message.lead is not None:
-        raw = message.lead
-    else:
-        if deps.monitor is not None:
-            deps.monitor.check_fetch_allowed()
-        raw = deps.fetch_lead(lead_id)
-        if deps.monitor is not None:
-            deps.monitor.token_ok()
+    if deps.monitor is not None:
+        deps.monitor.check_fetch_allowed()
+    raw = deps.fetch_lead(lead_id)
+    if deps.monitor is not None:
+        deps.monitor.token_ok()
     try:
         lead = GraphLead.model_validate(raw)
     except ValidationError as exc:

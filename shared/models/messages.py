@@ -19,7 +19,12 @@ def utc_now() -> datetime:
 
 
 class LeadMessage(BaseModel):
-    """One lead to ingest. `attempt` counts our own delayed retries (not the host's dequeue count)."""
+    """One lead to ingest, named by ids only: never the lead's answers, so no PII waits on a queue.
+
+    `attempt` counts our own delayed retries (not the host's dequeue count). `event` is the
+    webhook's `leadgen` value (ids only). A `lead` key left by an older poller is ignored: the
+    lead is fetched from Graph.
+    """
 
     model_config = ConfigDict(extra="ignore", defer_build=True)
 
@@ -34,7 +39,6 @@ class LeadMessage(BaseModel):
     received_at: datetime = Field(default_factory=utc_now)
     attempt: int = Field(0, ge=0)
     event: dict[str, Any] | None = None
-    lead: dict[str, Any] | None = None
     last_error: str | None = None
 
     def to_text(self) -> str:

@@ -3,7 +3,8 @@
 Per form, the timer reads leads created after (checkpoint - overlap) and before (now - grace),
 so leads still on their way through the webhook are left to it. Once an hour (and on demand) it
 compares the whole reconciliation window instead. Every lead Meta has that the store does not is
-queued on `leads-inbound` with `source=polling`, carrying the lead it already fetched. A form's
+queued on `leads-inbound` with `source=polling`, by its ids only (ingestion fetches the answers,
+so none wait on a queue where an erasure cannot reach them). A form's
 checkpoint moves only after its missing leads are on the queue; a lease stops overlapping runs.
 A backlog on `leads-inbound` must not multiply itself: the grace is counted from the oldest
 message still waiting there (for up to `MAX_BACKLOG_HOLD_SECONDS`), so leads whose webhook message
@@ -37,7 +38,6 @@ log = get_logger(__name__)
 
 LEASE = "poller"
 FORM_STATUSES = frozenset({"ACTIVE", "ARCHIVED"})
-MAX_MESSAGE_CHARS = 45_000
 CHUNK_SECONDS = 24 * 3600
 MAX_BACKLOG_HOLD_SECONDS = 3600
 
@@ -312,6 +312,7 @@ def _reconcile_form(
 
 
 def _message_text(page_id: str, form_id: str, lead: dict[str, Any]) -> str:
+    """The `leads-inbound` message for a lead Meta has and the store lacks: ids only, never answers."""
     created = parse_graph_time(lead.get("created_time"))
     message = LeadMessage(
         facebook_lead_id=str(lead["id"]),
@@ -320,12 +321,8 @@ def _message_text(page_id: str, form_id: str, lead: dict[str, Any]) -> str:
         ad_id=str(lead["ad_id"]) if lead.get("ad_id") else None,
         created_time=int(created.timestamp()) if isinstance(created, datetime) else None,
         source="polling",
-        lead=lead,
     )
-    text = message.to_text()
-    if len(text) > MAX_MESSAGE_CHARS:  # too big to carry: ingestion fetches it instead
-        text = message.model_copy(update={"lead": None}).to_text()
-    return text
+    return message.to_text()
 
 
 def _record(deps: PollerDeps, report: RunReport, started: float) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from shared.store.mssql import MssqlBackend
 from shared.store.sqlite import SqliteBackend
 from tests.support.pyodbc_double import Server, deadlock
 from tests.support.queues import drain_json, message_count, reset_queue
+from tests.support.waiting import wait_until
 
 TOKEN = "pipeline-test-token"
 PAGE = "1000000000001"
@@ -93,14 +95,32 @@ def test_second_delivery_is_a_duplicate_and_costs_no_graph_call(deps, graph):
     assert graph.sandbox.calls()["lead"] == 1
 
 
-def test_lead_carried_by_the_poller_is_stored_without_fetching(deps, graph):
+def carrying_answers(lead_id: str, answers: dict[str, Any], **extra: object) -> bytes:
+    """A message in the old shape, with the lead's answers in `lead` (queued before ids-only messages)."""
+    return json.dumps({**json.loads(message_for(lead_id, **extra)), "lead": answers}).encode()
+
+
+def test_a_message_still_carrying_the_lead_is_fetched_from_graph_not_trusted(deps, graph):
     lead_id = create_lead(graph)
-    carried = GraphClient(graph.url, "v26.0", token=lambda: TOKEN).fetch_lead(lead_id)
+    stale = {"id": lead_id, "created_time": "2026-11-27T12:00:00+0000", "field_data": []}
     calls_before = graph.sandbox.calls().get("lead", 0)
-    result = ingest_lead_message(message_for(lead_id, source="polling", lead=carried), deps)
+    result = ingest_lead_message(carrying_answers(lead_id, stale, source="polling"), deps)
     assert result.outcome == "stored"
-    assert graph.sandbox.calls().get("lead", 0) == calls_before
+    assert graph.sandbox.calls().get("lead", 0) == calls_before + 1
     assert stored_rows(deps)[0]["source"] == "polling"
+    assert stored_rows(deps)[0]["full_name"] == "Zoë Åström 🌞"
+
+
+def test_a_retry_carries_the_lead_id_never_its_answers(deps, graph, azurite):
+    lead_id = create_lead(graph)
+    answers = GraphClient(graph.url, "v26.0", token=lambda: TOKEN).fetch_lead(lead_id)
+    graph.sandbox.add_fault("server_error", route="lead", count=1)
+    result = ingest_lead_message(carrying_answers(lead_id, answers, source="polling"), deps)
+    assert result.outcome == "retrying"
+    [retry] = wait_until(lambda: drain_json(azurite.connection_string, LEADS_QUEUE), what="the delayed retry")
+    assert retry["facebook_lead_id"] == lead_id and "lead" not in retry
+    text = json.dumps(retry, ensure_ascii=False)
+    assert "Zoë" not in text and "Zoe@Example.com" not in text
 
 
 @pytest.mark.parametrize(
@@ -173,7 +193,8 @@ def test_malformed_message_is_dead_lettered(deps, azurite):
 
 def test_invalid_lead_from_graph_is_dead_lettered(deps, azurite):
     broken = {"id": "123", "created_time": "yesterday", "field_data": []}
-    result = ingest_lead_message(message_for("123", source="polling", lead=broken), deps)
+    deps = dataclasses.replace(deps, fetch_lead=lambda _lead_id: broken)
+    result = ingest_lead_message(message_for("123", source="polling"), deps)
     assert result.outcome == "dead_lettered"
     assert "created_time" in (result.reason or "")
 
@@ -258,7 +279,8 @@ def test_an_id_azure_sql_cannot_take_is_a_dead_letter_whose_reason_quotes_no_dat
     too_long = "7" * 70
     carried = {"id": too_long, "created_time": "2026-11-27T12:00:00+0000", "field_data": []}
     deps, _ = on_azure_sql(deps, tmp_path)
-    result = ingest_lead_message(message_for(too_long, source="polling", lead=carried), deps)
+    deps = dataclasses.replace(deps, fetch_lead=lambda _lead_id: carried)
+    result = ingest_lead_message(message_for(too_long, source="polling"), deps)
     assert result.outcome == "dead_lettered"
     assert "StoreRefused" in (result.reason or "") and "leads.facebook_lead_id" in (result.reason or "")
     [letter] = drain_json(azurite.connection_string, POISON)
