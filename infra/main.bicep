@@ -15,8 +15,49 @@ targetScope = 'resourceGroup'
 @maxLength(64)
 param environmentName string
 
-@description('Azure region of the resources; must offer Flex Consumption (e.g. eastus, westeurope, swedencentral).')
-param location string = resourceGroup().location
+// Regions that offer Flex Consumption, as listed by Azure-Samples/functions-quickstart-python-http-azd
+// (infra/main.bicep, without the canary region eastus2euap). The list grows: check the current one with
+// `az functionapp list-flexconsumption-locations --query "sort_by(@, &name)[].name" -o tsv` and add a region here.
+@description('Azure region of the resources; must offer Flex Consumption (azd asks for it: AZURE_LOCATION).')
+@allowed([
+  'australiaeast'
+  'australiasoutheast'
+  'brazilsouth'
+  'canadacentral'
+  'centralindia'
+  'centralus'
+  'eastasia'
+  'eastus'
+  'eastus2'
+  'francecentral'
+  'germanywestcentral'
+  'italynorth'
+  'japaneast'
+  'koreacentral'
+  'northcentralus'
+  'northeurope'
+  'norwayeast'
+  'southafricanorth'
+  'southcentralus'
+  'southeastasia'
+  'southindia'
+  'spaincentral'
+  'swedencentral'
+  'uaenorth'
+  'uksouth'
+  'ukwest'
+  'westcentralus'
+  'westeurope'
+  'westus'
+  'westus2'
+  'westus3'
+])
+@metadata({
+  azd: {
+    type: 'location'
+  }
+})
+param location string
 
 @description('Extra tags for every resource.')
 param extraTags object = {}
@@ -90,8 +131,8 @@ param acsDataLocation string = 'United States'
 
 // --- Scale ---
 
-@description('Largest number of function app instances.')
-@minValue(1)
+@description('Largest number of function app instances (Flex Consumption accepts 40 to 1000).')
+@minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int = 40
 
@@ -103,17 +144,35 @@ param maximumInstanceCount int = 40
 ])
 param instanceMemoryMB int = 2048
 
-@description('Always-ready instances for the HTTP group (keeps the webhook warm; billed). 0 turns it off.')
+@description('Always-ready instances for the HTTP group (keeps the webhook warm; billed around the clock, about 21 USD a month for one 2048 MB instance, docs/cost.md). 0 turns it off.')
 @minValue(0)
 @maxValue(10)
 param alwaysReadyHttpInstances int = 1
+
+@description('Concurrent HTTP requests one instance takes before Flex adds another; the Python worker gets at least as many threads (functionapp.bicep).')
+@minValue(1)
+@maxValue(100)
+param httpPerInstanceConcurrency int = 16
 
 // --- Azure SQL ---
 
 @description('Name of the database.')
 param sqlDatabaseName string = 'leads'
 
-@description('Maximum vCores of the serverless database.')
+// The app's timers query the database every minute (flush_outbox) and every five minutes (poll_leads,
+// sweep_dead_letters), so a serverless database never reaches its auto-pause delay and bills its minimum vCores
+// around the clock. A DTU tier costs a fixed, much smaller amount for this load; docs/cost.md has the figures.
+@description('Azure SQL compute: Basic (5 DTU, 2 GB), S0 (10 DTU, 250 GB), S1 (20 DTU), S2 (50 DTU) bill a fixed hourly price; GP_S_Gen5 is General Purpose serverless (per second, pauses only after sqlAutoPauseDelayMinutes without any query).')
+@allowed([
+  'Basic'
+  'S0'
+  'S1'
+  'S2'
+  'GP_S_Gen5'
+])
+param sqlSkuName string = 'S0'
+
+@description('Serverless only (GP_S_Gen5): maximum vCores.')
 @allowed([
   1
   2
@@ -123,10 +182,10 @@ param sqlDatabaseName string = 'leads'
 ])
 param sqlMaxVCores int = 1
 
-@description('Minimum vCores of the serverless database while online (decimal string, e.g. 0.5).')
+@description('Serverless only (GP_S_Gen5): minimum vCores while online (decimal string, e.g. 0.5).')
 param sqlMinCapacity string = '0.5'
 
-@description('Minutes of inactivity before the database pauses (-1: never; otherwise at least 15).')
+@description('Serverless only (GP_S_Gen5): minutes without activity before the database pauses (-1: never; otherwise at least 15).')
 @minValue(-1)
 @maxValue(10080)
 param sqlAutoPauseDelayMinutes int = 60
@@ -155,13 +214,24 @@ param noLeadsAlertHours int = 24
 @maxValue(730)
 param logRetentionDays int = 30
 
+@description('Daily ingestion cap of the Log Analytics workspace in GB; -1 is no cap. A cap bounds a runaway log bill, but ingestion stops for the rest of the day once it is reached (and the alerts go blind).')
+param logDailyCapGb int = -1
+
+// --- Key Vault ---
+
+@description('Recover a soft-deleted vault of the same name instead of creating one (after `azd down` of this environment: purge protection keeps the name reserved, see keyvault.bicep). Set it for one `azd up`, then back to false.')
+param keyVaultRecover bool = false
+
 var resourceToken = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName))
 var tags = union(extraTags, {
   'azd-env-name': environmentName
   application: 'lead-monitoring-agent'
 })
-var sqlAdminType = adminPrincipalType == 'ServicePrincipal' ? 'Application' : adminPrincipalType
-var rbacAdminType = adminPrincipalType == 'Application' ? 'ServicePrincipal' : adminPrincipalType
+// The same principal kind spelled for each API. Every branch is a literal, so the type of each variable is a
+// union of literals the target module's @allowed list accepts (a branch that passes the parameter through would
+// carry its whole union, 'ServicePrincipal' included, into sql.bicep: error BCP036, Azure/bicep#11889).
+var sqlAdminType = adminPrincipalType == 'User' ? 'User' : adminPrincipalType == 'Group' ? 'Group' : 'Application'
+var rbacAdminType = adminPrincipalType == 'User' ? 'User' : adminPrincipalType == 'Group' ? 'Group' : 'ServicePrincipal'
 var deploymentContainerName = 'app-package'
 
 module monitoring 'modules/monitoring.bicep' = {
@@ -172,6 +242,7 @@ module monitoring 'modules/monitoring.bicep' = {
     logAnalyticsName: 'log-${resourceToken}'
     appInsightsName: 'appi-${resourceToken}'
     retentionInDays: logRetentionDays
+    dailyQuotaGb: logDailyCapGb
     disableLocalAuth: true
   }
 }
@@ -205,6 +276,7 @@ module keyVault 'modules/keyvault.bicep' = {
     facebookAppSecretPrevious: facebookAppSecretPrevious
     facebookVerifyToken: facebookVerifyToken
     facebookAccessToken: facebookAccessToken
+    recover: keyVaultRecover
   }
 }
 
@@ -218,6 +290,7 @@ module sql 'modules/sql.bicep' = {
     adminObjectId: adminPrincipalId
     adminLogin: adminPrincipalLogin
     adminPrincipalType: sqlAdminType
+    skuName: sqlSkuName
     maxVCores: sqlMaxVCores
     minCapacity: sqlMinCapacity
     autoPauseDelayMinutes: sqlAutoPauseDelayMinutes
@@ -276,6 +349,7 @@ module functionApp 'modules/functionapp.bicep' = {
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
     alwaysReadyHttpInstances: alwaysReadyHttpInstances
+    httpPerInstanceConcurrency: httpPerInstanceConcurrency
   }
   // The host starts with identity-based storage and resolves Key Vault references at once: grant the roles first.
   dependsOn: [

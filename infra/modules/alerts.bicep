@@ -8,6 +8,17 @@
 // ("ingest: dead_lettered | {...}", "notify: dead-lettered", "webhook: signed body rejected and dead-lettered")
 // and the host's "Message has reached MaxDequeueCount of 5. Moving message to queue '<queue>-poison'."
 // The dead-letter sweep also mirrors poison queues into failed_events; GET /api/ops/failed-events lists them.
+//
+// Counting what sampling keeps. Application Insights sampling drops telemetry items and gives each kept item an
+// itemCount (how many it stands for); counting rows undercounts, and a lone dead-letter trace could be dropped
+// whole. So (1) host.json excludes Request, Exception and Trace from sampling, which makes every row the app and
+// the host log arrive, and (2) each query counts sum(itemCount), not rows, so it stays right if sampling is ever
+// turned back on (or another exporter samples).
+//
+// Empty results. Each query ends in `summarize <n> = sum(itemCount) | where <condition>`: summarize without `by`
+// returns exactly one row even over no input (sum() of nothing is 0), and the final `where` keeps that row only
+// when the alert condition holds. Every rule then fires on "Count of rows GreaterThan 0", and "no lead stored" is
+// a row with stored == 0, not an empty table whose handling would depend on the rule's no-data semantics.
 
 @description('Azure region of the alert rules (the region of the Application Insights component).')
 param location string
@@ -87,7 +98,7 @@ resource poisonQueueAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = 
         {
           // "contains", not "has": the outcome sits inside a JSON suffix; "dead-lettered" catches the webhook's and
           // the notifier's own wording.
-          query: 'traces | where message contains "dead_lettered" or message contains "dead-lettered" or message has "MaxDequeueCount"'
+          query: 'traces | where message contains "dead_lettered" or message contains "dead-lettered" or message has "MaxDequeueCount" | summarize deadLetters = sum(itemCount) | where deadLetters > 0'
           timeAggregation: 'Count'
           operator: 'GreaterThan'
           threshold: 0
@@ -125,10 +136,10 @@ resource functionFailuresAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-0
     criteria: {
       allOf: [
         {
-          query: 'requests | where success == false | where not(resultCode startswith "4")'
+          query: 'requests | where success == false | where not(resultCode startswith "4") | summarize failures = sum(itemCount) | where failures > ${functionFailureThreshold}'
           timeAggregation: 'Count'
           operator: 'GreaterThan'
-          threshold: functionFailureThreshold
+          threshold: 0
           failingPeriods: {
             numberOfEvaluationPeriods: 1
             minFailingPeriodsToAlert: 1
@@ -163,10 +174,10 @@ resource noLeadsAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
     criteria: {
       allOf: [
         {
-          query: 'traces | where message startswith "ingest: stored"'
+          query: 'traces | where message startswith "ingest: stored" | summarize stored = sum(itemCount) | where stored < 1'
           timeAggregation: 'Count'
-          operator: 'LessThan'
-          threshold: 1
+          operator: 'GreaterThan'
+          threshold: 0
           failingPeriods: {
             numberOfEvaluationPeriods: 1
             minFailingPeriodsToAlert: 1

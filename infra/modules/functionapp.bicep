@@ -103,8 +103,8 @@ param digestSchedule string = '0 0 7 * * *'
 @description('IANA time zone lead times are shown in, in emails (e.g. Europe/Berlin).')
 param notifyTimezone string = 'UTC'
 
-@description('Largest number of instances the app scales out to.')
-@minValue(1)
+@description('Largest number of instances the app scales out to (Flex Consumption accepts 40 to 1000).')
+@minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int = 40
 
@@ -121,15 +121,30 @@ param instanceMemoryMB int = 2048
 @maxValue(10)
 param alwaysReadyHttpInstances int = 1
 
-@description('Concurrent HTTP requests one instance takes before Flex adds another. The handlers are short and I/O-bound (verify, enqueue, answer) and sync handlers run on the worker\'s thread pool.')
+@description('Concurrent HTTP requests one instance takes before Flex adds another. The handlers are short and I/O-bound (verify, enqueue, answer); each sync handler holds one worker thread, and the worker gets at least this many (PYTHON_THREADPOOL_THREAD_COUNT below).')
 @minValue(1)
-@maxValue(1000)
+@maxValue(100)
 param httpPerInstanceConcurrency int = 16
 
 var storageSuffix = environment().suffixes.storage
 var blobServiceUri = 'https://${storageAccountName}.blob.${storageSuffix}'
 var queueServiceUri = 'https://${storageAccountName}.queue.${storageSuffix}'
 var tableServiceUri = 'https://${storageAccountName}.table.${storageSuffix}'
+
+// Concurrency that matches the worker. Every function here is synchronous (def, not async def), and the Python
+// worker runs sync invocations on one thread pool per instance. Flex hands an HTTP instance up to
+// httpPerInstanceConcurrency requests at once, and a queue-trigger instance up to batchSize + newBatchThreshold
+// messages (host.json extensions.queues: 16 + 8 = 24). Requests beyond the pool's threads wait inside the instance
+// instead of making Flex add one, so the pool must be at least as large as either number. Its default is the
+// ThreadPoolExecutor default, min(32, os.cpu_count() + 4): about 5 on a 2048 MB instance (one vCPU) if the worker
+// sees the instance's CPU count, or up to 32 if it sees the host's, so it is set explicitly. The worker reads
+// PYTHON_THREADPOOL_THREAD_COUNT from its environment, and Flex passes app settings as environment variables
+// (UNCONFIRMED here: the current Flex deprecation list could not be read; check the "agent ready" log or
+// `az functionapp config appsettings list` after the first deploy). The work is I/O-bound (Meta's Graph API, Storage, Azure SQL), so
+// 24 threads on one vCPU mostly wait; CPU-heavy work would want fewer. tests/unit/test_bicep_checks.py keeps
+// queueConcurrencyPerInstance equal to host.json.
+var queueConcurrencyPerInstance = 24
+var workerThreads = max(httpPerInstanceConcurrency, queueConcurrencyPerInstance)
 
 // Always-ready instances for the HTTP trigger group (the webhook); none when the parameter is 0.
 var alwaysReady = alwaysReadyHttpInstances > 0 ? [
@@ -178,6 +193,11 @@ var appSettings = [
   {
     name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
     value: 'ClientId=${identityClientId};Authorization=AAD'
+  }
+  // Threads of the Python worker's pool for sync invocations (see workerThreads above).
+  {
+    name: 'PYTHON_THREADPOOL_THREAD_COUNT'
+    value: string(workerThreads)
   }
   // DefaultAzureCredential (Key Vault, Azure SQL, ACS) picks the user-assigned identity from this.
   {

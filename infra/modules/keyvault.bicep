@@ -8,8 +8,15 @@
 //
 // The vault stays reachable from public networks: Key Vault references do not resolve against a
 // network-restricted vault on Flex Consumption.
-// Purge protection cannot be turned off again and keeps a deleted vault's name reserved for the retention
-// period: after `azd down`, recover the vault (`az keyvault recover`) or use a new environment name.
+//
+// Purge protection vs `azd down` / `azd up`: purge protection cannot be turned off again, and a deleted vault (with
+// its secrets) stays soft-deleted for softDeleteRetentionInDays (90). Nobody can purge it earlier, `azd down --purge`
+// included. The vault name is derived from the subscription, resource group and environment name, so `azd up` with
+// the same environment after `azd down` asks for a name that is still taken and fails (ConflictError: a vault with
+// this name exists in a deleted state). Either
+//   - recover it with its secrets: `azd env set KEY_VAULT_RECOVER true`, `azd up`, then `azd env set KEY_VAULT_RECOVER
+//     false` (createMode 'recover' below; the same as `az keyvault recover --name <vault>`), or
+//   - start over under a new name: a new environment (`azd env new <name>`) or another resource group.
 
 @description('Name of the vault (3-24 letters, digits and dashes, globally unique).')
 @minLength(3)
@@ -21,6 +28,9 @@ param location string
 
 @description('Tags applied to the vault.')
 param tags object
+
+@description('Recover the soft-deleted vault of this name (createMode recover) instead of creating a new one.')
+param recover bool = false
 
 @description('Days a deleted vault or secret can be recovered (7-90).')
 @minValue(7)
@@ -54,6 +64,7 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   location: location
   tags: tags
   properties: {
+    createMode: recover ? 'recover' : 'default'
     tenantId: subscription().tenantId
     sku: {
       family: 'A'

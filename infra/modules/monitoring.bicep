@@ -18,6 +18,9 @@ param appInsightsName string
 @maxValue(730)
 param retentionInDays int = 30
 
+@description('Daily ingestion cap in GB; -1 is no cap. Once reached, ingestion stops until the next day (alerts go blind).')
+param dailyQuotaGb int = -1
+
 @description('Refuse instrumentation-key ingestion: telemetry must carry an Entra token. The function identity gets Monitoring Metrics Publisher and the app sets APPLICATIONINSIGHTS_AUTHENTICATION_STRING.')
 param disableLocalAuth bool = true
 
@@ -30,6 +33,9 @@ resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
       name: 'PerGB2018'
     }
     retentionInDays: retentionInDays
+    workspaceCapping: {
+      dailyQuotaGb: dailyQuotaGb
+    }
     features: {
       enableLogAccessUsingOnlyResourcePermissions: true
     }

@@ -1,10 +1,12 @@
 // Azure SQL: a logical server with Microsoft Entra-only authentication (no SQL logins, no password anywhere)
-// and one serverless General Purpose database.
+// and one database: a DTU tier (Basic, S0-S2: a fixed hourly price) or General Purpose serverless (GP_S_Gen5:
+// billed per second between minCapacity and maxVCores, paused after autoPauseDelayMinutes without any activity).
 //
 // Bicep cannot create database users: after provisioning, an Entra admin runs infra/scripts/grant-sql-identity.sql
 // (azd does it in the postprovision hook) so the function's managed identity becomes a database user.
 // Serverless auto-pause: the first connection after a pause fails with 40613 while the database resumes
-// (about a minute); the app retries it as a transient error and the queue keeps the leads meanwhile.
+// (about a minute); the app retries it as a transient error and the queue keeps the leads meanwhile. Any query
+// resets the pause delay: while a timer queries every minute the database never pauses (docs/cost.md).
 
 @description('Name of the logical server (lowercase letters, digits and dashes, globally unique).')
 @minLength(1)
@@ -34,10 +36,17 @@ param adminLogin string
 ])
 param adminPrincipalType string = 'User'
 
-@description('Database SKU: GP_S_Gen5 = General Purpose serverless on Gen5 hardware.')
-param skuName string = 'GP_S_Gen5'
+@description('Database compute: Basic (5 DTU), S0 (10 DTU), S1 (20 DTU), S2 (50 DTU), or GP_S_Gen5 (General Purpose serverless on Gen5 hardware).')
+@allowed([
+  'Basic'
+  'S0'
+  'S1'
+  'S2'
+  'GP_S_Gen5'
+])
+param skuName string = 'S0'
 
-@description('Maximum vCores of the serverless database (sku capacity).')
+@description('Serverless only: maximum vCores (sku capacity).')
 @allowed([
   1
   2
@@ -47,18 +56,18 @@ param skuName string = 'GP_S_Gen5'
 ])
 param maxVCores int = 1
 
-@description('Minimum vCores while the database is online, as a decimal string (serverless: 0.5 or more, at most maxVCores).')
+@description('Serverless only: minimum vCores while the database is online, as a decimal string (0.5 or more, at most maxVCores).')
 param minCapacity string = '0.5'
 
-@description('Minutes without activity before the database pauses (-1 disables auto-pause; otherwise 15-10080).')
+@description('Serverless only: minutes without activity before the database pauses (-1 disables auto-pause; otherwise 15-10080).')
 @minValue(-1)
 @maxValue(10080)
 param autoPauseDelayMinutes int = 60
 
-@description('Maximum size of the database in GB.')
-@minValue(1)
+@description('Maximum size of the database in GB; 0 keeps the tier\'s default (Basic 2, S0-S2 250, serverless 32).')
+@minValue(0)
 @maxValue(1024)
-param maxSizeGB int = 32
+param maxSizeGB int = 0
 
 @description('Redundancy of the database backups.')
 @allowed([
@@ -102,26 +111,49 @@ resource allowAzureServices 'Microsoft.Sql/servers/firewallRules@2023-08-01' = {
   }
 }
 
+var serverless = skuName == 'GP_S_Gen5'
+
+// The sku object per kind: serverless names its vCores (GP_S_Gen5_1, _2, ...); a DTU tier is a name and a tier.
+var tiers = {
+  Basic: 'Basic'
+  S0: 'Standard'
+  S1: 'Standard'
+  S2: 'Standard'
+  GP_S_Gen5: 'GeneralPurpose'
+}
+var serverlessSku = {
+  name: 'GP_S_Gen5_${maxVCores}'
+  tier: 'GeneralPurpose'
+  family: 'Gen5'
+  capacity: maxVCores
+}
+var dtuSku = {
+  name: skuName
+  tier: tiers[skuName]
+}
+
+// Serverless-only properties stay out of a DTU database's definition.
+var serverlessSettings = {
+  autoPauseDelay: autoPauseDelayMinutes
+  // minCapacity is a decimal (0.5); json() turns the string into a number.
+  minCapacity: json(minCapacity)
+}
+var sizeSettings = {
+  maxSizeBytes: maxSizeGB * 1024 * 1024 * 1024
+}
+var baseSettings = {
+  collation: 'SQL_Latin1_General_CP1_CI_AS'
+  zoneRedundant: false
+  requestedBackupStorageRedundancy: backupStorageRedundancy
+}
+
 resource database 'Microsoft.Sql/servers/databases@2023-08-01' = {
   parent: server
   name: databaseName
   location: location
   tags: tags
-  sku: {
-    name: skuName
-    tier: 'GeneralPurpose'
-    family: 'Gen5'
-    capacity: maxVCores
-  }
-  properties: {
-    collation: 'SQL_Latin1_General_CP1_CI_AS'
-    autoPauseDelay: autoPauseDelayMinutes
-    // minCapacity is a decimal (0.5); json() turns the string into a number.
-    minCapacity: json(minCapacity)
-    maxSizeBytes: maxSizeGB * 1024 * 1024 * 1024
-    zoneRedundant: false
-    requestedBackupStorageRedundancy: backupStorageRedundancy
-  }
+  sku: serverless ? serverlessSku : dtuSku
+  properties: union(baseSettings, serverless ? serverlessSettings : {}, maxSizeGB > 0 ? sizeSettings : {})
 }
 
 @description('Name of the logical server.')
