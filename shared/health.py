@@ -1,15 +1,20 @@
 """Health checks: each check has `status`, `latency_ms` and a one-line reason; no secrets.
 
 `/api/health` (anonymous) aggregates queue, database, Facebook and email with short reasons and
-no internals; the Facebook and email checks call out, so their results are cached for
-`HEALTH_CACHE_SECONDS` (default 60; anonymous callers cannot make us spend Meta's rate budget). The detailed
-routes (`/api/health/db|facebook|email`, function key) always check live and add detail.
+no internals. Its whole answer is kept for `ANONYMOUS_ANSWER_SECONDS` (5 s) per process, and one
+caller computes it while concurrent callers wait for that answer: a flood of anonymous calls
+costs at most one queue ping and one database ping per process every 5 s, so it cannot open
+database connections or keep a serverless database awake. The Facebook and email checks call
+out, so their results are cached longer, for `HEALTH_CACHE_SECONDS` (default 60; anonymous
+callers cannot make us spend Meta's rate budget). The detailed routes
+(`/api/health/db|facebook|email`, function key) always check live and add detail.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +25,9 @@ from shared.queues.names import LEADS_QUEUE
 from shared.services import Services
 
 Check = Callable[[], dict[str, Any] | None]
+Answer = tuple[int, dict[str, Any]]
+
+ANONYMOUS_ANSWER_SECONDS = 5.0
 
 
 def run_check(probe: Check) -> dict[str, Any]:
@@ -135,9 +143,51 @@ def _short(check: dict[str, Any]) -> dict[str, Any]:
     return {"status": check["status"], "latency_ms": check["latency_ms"], "reason": reason}
 
 
-def overall_health(services: Services, cache: HealthCache | None = None) -> tuple[int, dict[str, Any]]:
-    """The anonymous `/api/health`: queue, database, Facebook and email, short reasons only."""
+class AnswerCache:
+    """The anonymous route's whole answer, kept `ttl_seconds`; one caller computes, concurrent callers share.
+
+    Failing answers are kept too: a flood while the database is down must not retry it per call.
+    """
+
+    def __init__(self, ttl_seconds: float = ANONYMOUS_ANSWER_SECONDS, clock: Callable[[], float] = time.monotonic):
+        self._ttl = ttl_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._answer: Answer | None = None
+        self._at = 0.0
+
+    def get(self, compute: Callable[[], Answer]) -> Answer:
+        """The kept answer while fresh, else `compute()`'s (callers arriving meanwhile wait for it)."""
+        with self._lock:
+            if self._answer is not None and self._clock() - self._at < self._ttl:
+                return self._answer
+            answer = compute()
+            self._answer, self._at = answer, self._clock()
+            return answer
+
+
+_answers: weakref.WeakKeyDictionary[Services, AnswerCache] = weakref.WeakKeyDictionary()
+_answers_lock = threading.Lock()
+
+
+def _answers_for(services: Services) -> AnswerCache:
+    with _answers_lock:
+        if services not in _answers:
+            _answers[services] = AnswerCache()
+        return _answers[services]
+
+
+def overall_health(services: Services, cache: HealthCache | None = None, answers: AnswerCache | None = None) -> Answer:
+    """The anonymous `/api/health`: queue, database, Facebook and email, short reasons only.
+
+    Answered from `answers` (by default this process's `AnswerCache` for `services`): at most one
+    database ping per `ANONYMOUS_ANSWER_SECONDS` whatever the number of callers.
+    """
     cache = cache or _cache_for(services.settings.health_cache_seconds)
+    return (answers or _answers_for(services)).get(lambda: _live_overall_health(services, cache))
+
+
+def _live_overall_health(services: Services, cache: HealthCache) -> Answer:
     checks = {
         "queue": run_check(lambda: services.sender.ping(LEADS_QUEUE)),
         "database": run_check(lambda: {"query_ms": services.store.ping()}),
