@@ -1,7 +1,11 @@
 """Send queue messages the way the Functions host reads them: base64 text, with a visibility delay.
 
 Every call has a connect/read timeout and a short retry, so an unreachable storage account
-surfaces as `QueueUnavailable` within seconds, never as a hang.
+surfaces as `QueueUnavailable` within seconds, never as a hang. A message is at most 64 KiB as
+the service counts it: the UTF-8 bytes of the text it receives, which here is the base64 of our
+text's UTF-8 bytes (so at most 48 KiB of UTF-8 before encoding; 16,384 CJK characters, not 48 k).
+`encoded_size` measures that; a message over the limit is refused before any call
+(`MessageTooLarge`, permanent), never sent to fail as an outage.
 """
 
 from __future__ import annotations
@@ -12,14 +16,24 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
-from shared.errors import QueueUnavailable
+from shared.errors import PermanentError, QueueUnavailable
 from shared.queues.connection import StorageTarget, storage_target
 
 if TYPE_CHECKING:
     from azure.storage.queue import QueueClient
 
 MAX_VISIBILITY_SECONDS = 7 * 24 * 3600 - 60
+MAX_MESSAGE_BYTES = 64 * 1024
 _POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="enqueue")
+
+
+class MessageTooLarge(PermanentError):
+    """The message would exceed the queue service's 64 KiB once base64-encoded; no retry can send it."""
+
+
+def encoded_size(text: str) -> int:
+    """Bytes the queue service counts for `text`: the length of the base64 of its UTF-8 bytes."""
+    return 4 * ((len(text.encode("utf-8")) + 2) // 3)
 
 
 class QueueSender:
@@ -59,10 +73,14 @@ class QueueSender:
         """Put `text` on `queue`, invisible for `delay_seconds`; return the message id.
 
         Returns only after the service acknowledged the message (it is durable then).
-        Raises `QueueUnavailable` when it could not be stored.
+        Raises `QueueUnavailable` when it could not be stored, `MessageTooLarge` (before any call)
+        when it never could be.
         """
         from azure.core.exceptions import AzureError, ResourceNotFoundError
 
+        size = encoded_size(text)
+        if size > MAX_MESSAGE_BYTES:
+            raise MessageTooLarge(f"message for {queue} is {size} bytes encoded; the limit is {MAX_MESSAGE_BYTES}")
         delay = max(0, min(round(delay_seconds), MAX_VISIBILITY_SECONDS))
         kwargs: dict[str, Any] = {
             "visibility_timeout": delay or None,

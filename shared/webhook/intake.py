@@ -22,13 +22,14 @@ from shared.models.envelope import Change, Entry, LeadgenChange, WebhookEnvelope
 from shared.models.messages import DeadLetterInfo, LeadMessage, utc_now
 from shared.queues.dead_letters import dead_letter_message, dead_letter_raw_body, send_dead_letter
 from shared.queues.names import LEADS_QUEUE
-from shared.queues.sender import QueueSender
+from shared.queues.sender import MAX_MESSAGE_BYTES, QueueSender, encoded_size
 from shared.webhook.signature import verify_signature
 
 log = get_logger(__name__)
 
 CountIgnored = Callable[[str, int], None]
 NOT_AN_OBJECT = "Input should be an object"
+EVENT_IDS = {"leadgen_id", "page_id", "form_id", "ad_id", "adgroup_id", "created_time"}
 
 
 @dataclass
@@ -186,7 +187,10 @@ def _read_change(entry: Entry, raw_change: object, batch: _Batch) -> None:
         received_at=batch.received_at,
         event=change.value,
     )
-    batch.messages.append(message.to_text())
+    text = message.to_text()
+    if encoded_size(text) > MAX_MESSAGE_BYTES:  # Meta sent more than ids: keep the ids, never fail the batch
+        text = message.model_copy(update={"event": value.model_dump(include=EVENT_IDS, exclude_none=True)}).to_text()
+    batch.messages.append(text)
     batch.lead_ids.append(value.leadgen_id)
 
 

@@ -299,3 +299,13 @@ def test_a_crashed_poll_holds_its_lease_only_until_it_expires(net, graph):
 
     report = wait_until(lambda: (r := poll_once(net.poller())).skipped is None and r, timeout=5, what="lease expiry")
     assert report.enqueued == 1
+
+
+def test_a_lead_with_16_500_cjk_characters_is_queued_and_stored_without_failing_its_form(net, graph):
+    fields = [{"name": "full_name", "values": ["漢字"]}, {"name": "message", "values": ["漢" * 16_500]}]
+    lead_id = graph.sandbox.create_lead(FORM_1, fields, created_time=hours_ago(1))
+    report = poll_once(net.poller())
+    assert report.error is None and report.enqueued == 1
+    assert net.drain_ingest() == ["stored"]
+    [stored] = net.store.leads.leads([lead_id])
+    assert stored.fields["message"] == ["漢" * 16_500]

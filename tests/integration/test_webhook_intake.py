@@ -239,3 +239,29 @@ def test_a_signed_body_that_is_not_a_json_object_is_400_and_dead_lettered(storag
     [letter] = drain_json(storage, POISON)
     assert letter["dead_letter"]["reason"] in {"body is not JSON", "body is not a JSON object"}
     assert letter["raw_body"].encode() == body
+
+
+def test_a_leadgen_change_too_big_for_a_queue_message_is_queued_by_its_ids(storage, sender):
+    payload = {
+        "object": "page",
+        "entry": [{"id": "1", "changes": [leadgen("121", note="漢" * 16_500), leadgen("122")]}],
+    }
+    result = post(body_of(payload), sender)
+    assert (result.status, result.queued, result.dead_lettered) == (200, 2, 0)
+    by_id = {m["facebook_lead_id"]: m for m in drain_json(storage, LEADS_QUEUE)}
+    assert by_id["121"]["event"] == {
+        "leadgen_id": "121",
+        "page_id": "1000000000001",
+        "form_id": "100000000000101",
+        "created_time": 1790000000,
+    }
+
+
+def test_a_malformed_change_too_big_for_a_queue_message_is_dead_lettered_compressed(storage, sender):
+    huge = {"field": "leadgen", "value": {"page_id": "1", "note": "漢" * 16_500}}
+    payload = {"object": "page", "entry": [{"id": "1", "changes": [huge, leadgen("131")]}]}
+    result = post(body_of(payload), sender)
+    assert (result.status, result.queued, result.dead_lettered) == (200, 1, 1)
+    [letter] = drain_json(storage, POISON)
+    assert letter["raw_body_encoding"] == "zlib+base64"
+    assert json.loads(zlib.decompress(base64.b64decode(letter["raw_body"]))) == {"entry_id": "1", "change": huge}
