@@ -33,6 +33,7 @@ def sweep_dead_letters(timer: func.TimerRequest) -> None:
     """Move poison-queue messages into failed_events; purge old rows; watch for piling failures and silence."""
     services = get_services()
     report = services.sweep()
+    services.rate_limiter.purge_expired()  # ended rate-limit windows (Table Storage); never raises
     watched = services.watch()
     log.info(
         "sweep: done", extra={"stage": "sweep", **report.as_dict(), "dead_letters_open": watched.dead_letters_open}

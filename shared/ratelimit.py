@@ -2,14 +2,15 @@
 
 DESIGN.md: 100 requests a minute per client IP, for requests that fail authentication and for ops
 routes, never for correctly signed deliveries. This module owns which IP a request counts against
-(`client_ip`) and the shared fixed-window count (`RateLimiter`); `functions/guard.py` maps the
-decision to HTTP.
+(`client_ip`), which bucket that IP counts in (`rate_bucket`: an IPv6 /64 is one bucket) and the
+shared fixed-window count (`RateLimiter`); `functions/guard.py` maps the decision to HTTP.
 
-One entity per (scope, client IP, window): PartitionKey `"{scope}:{ip}"`, RowKey the window's start
-in epoch seconds, `count` the requests seen, `expires` the window's end. Increments use optimistic
-concurrency on the ETag (as `shared.counters` does), so instances never lose a count. Old windows
-are never read again; purging rows whose `expires` is past (`expires lt <now>`) is optional
-housekeeping that only saves storage, so no timer does it.
+One entity per (scope, bucket, window): PartitionKey `"{scope}:{bucket}"`, RowKey the window's
+start in epoch seconds, `count` the requests seen, `expires` the window's end. Increments use
+optimistic concurrency on the ETag (as `shared.counters` does), so instances never lose a count.
+Old windows are never read again; `RateLimiter.purge_expired` deletes those that ended more than
+a window ago (the dead-letter sweep timer calls it every 5 minutes), so a flood of distinct
+addresses does not grow the table for ever.
 """
 
 from __future__ import annotations
@@ -26,13 +27,25 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from shared.errors import TransientError
+from shared.logs import get_logger
 from shared.queues.connection import StorageTarget, storage_target
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient
 
+log = get_logger(__name__)
+
 RATE_LIMIT_TABLE = "ratelimits"
 UNKNOWN_IP = "unknown"
+# The only header trusted for the caller's IP. The App Service front end, which also fronts
+# Azure Functions, adds `client-ip` while routing and overwrites any value a client sent, so it
+# cannot be spoofed (Azure/app-service-linux-docs, Things_You_Should_Know/headers.md). Its exact
+# header set on Flex Consumption is not documented: the devhost sets `client-ip` the same way,
+# and a missing header is logged once (every caller then shares the `unknown` bucket, fail-closed).
+# `X-Forwarded-For`, `X-Client-IP`, `X-Real-IP` and the like keep what the client wrote: never read.
+FRONT_END_IP_HEADER = "client-ip"
+IPV6_BUCKET_PREFIX = 64
+PURGE_MAX_DELETES = 5000
 
 # Characters Table Storage refuses in keys: / \ # ? and the control characters.
 _UNSAFE_KEY = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
@@ -43,30 +56,40 @@ class RateLimitUnavailable(TransientError):
     """The shared count cannot be read or written right now (storage down, slow, or contended)."""
 
 
+_warned_missing_header = False
+
+
 def client_ip(headers: Mapping[str, str], remote_addr: str | None = None) -> str:
     """The caller's IP for rate limiting, normalised (port stripped); `"unknown"` when it cannot be told.
 
-    Sources, first present wins (header names case-insensitive):
-
-    1. `client-ip`: set by the App Service / Functions front end from the TCP connection (a client's
-       own value is overwritten), as `ip:port`, `[v6]:port` or a bare IP.
-    2. The right-most `X-Forwarded-For` entry: the hop the last proxy appended. Entries to its left
-       come from the client and are ignored: trusting them would let a caller pick its own bucket.
-    3. `remote_addr` (the socket peer, when the caller knows it).
-
-    A present but unparseable value gives `"unknown"` (one shared bucket) rather than falling
-    through to a source the client may control. IPv4-mapped IPv6 counts as the IPv4 address.
+    Only `client-ip` (`FRONT_END_IP_HEADER`, header names case-insensitive) is read: the front end
+    sets it from the TCP connection as `ip:port`, `[v6]:port` or a bare IP, overwriting a client's
+    own value. Without it, `remote_addr` (the socket peer, when the caller knows it). Headers a
+    client can write (`X-Forwarded-For` …) are never read: trusting them would let a caller pick
+    its own bucket. A present but unparseable value gives `"unknown"` (one shared bucket).
+    IPv4-mapped IPv6 counts as the IPv4 address.
     """
-    lowered = {name.lower(): value for name, value in headers.items()}
-    front_end = lowered.get("client-ip", "").strip()
+    global _warned_missing_header
+    front_end = next((value for name, value in headers.items() if name.lower() == FRONT_END_IP_HEADER), "").strip()
     if front_end:
         return _parse_ip(front_end)
-    forwarded = [hop.strip() for hop in lowered.get("x-forwarded-for", "").split(",") if hop.strip()]
-    if forwarded:
-        return _parse_ip(forwarded[-1])
     if remote_addr and remote_addr.strip():
         return _parse_ip(remote_addr.strip())
+    if not _warned_missing_header:
+        _warned_missing_header = True
+        log.warning("rate limit: no %s header on a request; callers without it share one bucket", FRONT_END_IP_HEADER)
     return UNKNOWN_IP
+
+
+def rate_bucket(ip: str) -> str:
+    """The bucket `ip` counts in: its /64 network for IPv6 (one subscriber's usual allocation), else itself."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((address, IPV6_BUCKET_PREFIX), strict=False))
+    return str(address)
 
 
 def _parse_ip(value: str) -> str:
@@ -132,7 +155,7 @@ class RateLimiter:
         self._lock = threading.Lock()
 
     def hit(self, scope: str, ip: str) -> RateDecision:
-        """Count one request of `ip` in `scope` and say whether it is within the limit.
+        """Count one request of `ip` (in its `rate_bucket`) in `scope` and say whether it is within the limit.
 
         Every call counts, refused ones too, so a client that keeps hammering stays refused until
         the window ends. Raises `RateLimitUnavailable` when storage fails, does not answer within
@@ -143,7 +166,7 @@ class RateLimiter:
         now = self._clock()
         start = int(now // self.window_seconds) * self.window_seconds
         end = start + self.window_seconds
-        partition = _UNSAFE_KEY.sub("_", f"{scope}:{ip}")[:512]
+        partition = _UNSAFE_KEY.sub("_", f"{scope}:{rate_bucket(ip)}")[:512]
         try:
             count = self._increment(partition, str(start), datetime.fromtimestamp(end, UTC))
         except AzureError as exc:
@@ -179,9 +202,39 @@ class RateLimiter:
                     match_condition=MatchConditions.IfNotModified,
                 )
                 return value
-            except ResourceModifiedError:
+            except (ResourceModifiedError, ResourceNotFoundError):  # changed, or purged meanwhile
                 continue
         raise RateLimitUnavailable(f"rate limit entity {partition}/{row} stayed contended")
+
+    def purge_expired(self, max_deletes: int = PURGE_MAX_DELETES) -> int:
+        """Delete windows that ended more than a window ago, at most `max_deletes`; return how many.
+
+        A window that ended is never counted in again (the grace of one window covers instances
+        whose clocks lag). Never raises: housekeeping must not fail its timer; a storage failure
+        is logged and the next run goes on.
+        """
+        from azure.core.exceptions import AzureError, ResourceNotFoundError
+
+        cutoff = datetime.fromtimestamp(self._clock() - self.window_seconds, UTC)
+        deleted = 0
+        try:
+            client = self._table_client()
+            ended = client.query_entities(
+                "expires le @cutoff", parameters={"cutoff": cutoff}, select=["PartitionKey", "RowKey"]
+            )
+            for entity in ended:
+                if deleted >= max_deletes:
+                    break
+                try:
+                    client.delete_entity(entity["PartitionKey"], entity["RowKey"])
+                except ResourceNotFoundError:  # another instance purged it first
+                    continue
+                deleted += 1
+        except (AzureError, RateLimitUnavailable) as exc:
+            log.warning("rate limit: purge of %s stopped after %d rows (%s)", self._table, deleted, type(exc).__name__)
+        if deleted:
+            log.info("rate limit: purged %d ended windows from %s", deleted, self._table)
+        return deleted
 
     def _table_client(self) -> TableClient:
         """The cached table client; the table is created on first use (a failure is retried next call)."""

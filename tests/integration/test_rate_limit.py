@@ -134,6 +134,15 @@ def test_ips_and_scopes_are_counted_independently(make_limiter):
     assert limiter.hit("ops", "2001:db8::7").count == 1
 
 
+def test_ipv6_addresses_of_one_64_share_one_count(make_limiter):
+    limiter = make_limiter(limit=2)
+    assert limiter.hit("ops", "2001:db8:1:2::1").count == 1
+    assert limiter.hit("ops", "2001:db8:1:2:ffff::9").count == 2
+    refused = limiter.hit("ops", "2001:db8:1:2:aaaa:bbbb:cccc:dddd")
+    assert (refused.allowed, refused.count) == (False, 3)
+    assert limiter.hit("ops", "2001:db8:1:3::1").count == 1
+
+
 def test_unreachable_storage_raises_rate_limit_unavailable_quickly(unreachable):
     started = time.monotonic()
     with pytest.raises(RateLimitUnavailable):
@@ -231,3 +240,71 @@ def test_failed_auth_is_counted_and_refused_over_the_limit(make_limiter, guarded
 def test_failed_auth_counting_fails_open_when_the_limiter_is_unavailable(unreachable, guarded_by):
     guarded_by(unreachable)
     assert count_failed_auth(request()) is None
+
+
+# Purging ended windows (the dead-letter sweep timer calls it every 5 minutes).
+
+
+def entities(azurite, table: str) -> list[tuple[str, str]]:
+    from azure.data.tables import TableClient
+
+    client = TableClient.from_connection_string(azurite.connection_string, table)
+    return sorted((e["PartitionKey"], e["RowKey"]) for e in client.list_entities())
+
+
+def fill_three_windows(limiter: RateLimiter, clock: Clock) -> None:
+    for window in range(3):
+        clock.now = WINDOW_START + 60 * window + 15
+        limiter.hit("ops", IP)
+        limiter.hit("webhook-auth", "2001:db8:1:2::7")
+
+
+def test_purge_deletes_windows_ended_over_a_window_ago_and_keeps_the_rest(make_limiter, clock, azurite, table):
+    limiter = make_limiter()
+    fill_three_windows(limiter, clock)
+    assert len(entities(azurite, table)) == 6
+    assert limiter.purge_expired() == 2  # window 0 ended at +60, more than 60 s before +135
+    assert {row for _, row in entities(azurite, table)} == {str(WINDOW_START + 60), str(WINDOW_START + 120)}
+    clock.now = WINDOW_START + 240 + 15
+    assert limiter.purge_expired() == 4
+    assert entities(azurite, table) == []
+
+
+def test_counting_goes_on_exactly_in_the_current_window_after_a_purge(make_limiter, clock):
+    limiter = make_limiter()
+    fill_three_windows(limiter, clock)
+    limiter.purge_expired()
+    assert limiter.hit("ops", IP).count == 2
+
+
+def test_purge_stops_at_its_cap_and_the_next_run_goes_on(make_limiter, clock, azurite, table):
+    limiter = make_limiter()
+    fill_three_windows(limiter, clock)
+    clock.now = WINDOW_START + 240 + 15
+    assert limiter.purge_expired(max_deletes=4) == 4
+    assert limiter.purge_expired(max_deletes=4) == 2
+    assert entities(azurite, table) == []
+
+
+def test_purge_with_storage_down_reports_nothing_and_does_not_raise(unreachable):
+    started = time.monotonic()
+    assert unreachable.purge_expired() == 0
+    assert time.monotonic() - started < 10
+
+
+def test_the_dead_letter_sweep_timer_purges_ended_windows(make_limiter, clock, azurite, table, monkeypatch):
+    from types import SimpleNamespace
+
+    from functions import poller
+
+    limiter = make_limiter()
+    fill_three_windows(limiter, clock)
+    clock.now = WINDOW_START + 240 + 15
+    services = SimpleNamespace(
+        sweep=lambda: SimpleNamespace(as_dict=dict),
+        watch=lambda: SimpleNamespace(dead_letters_open=0),
+        rate_limiter=limiter,
+    )
+    monkeypatch.setattr(poller, "get_services", lambda: services)
+    poller.sweep_dead_letters(timer=None)
+    assert entities(azurite, table) == []
