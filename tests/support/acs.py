@@ -2,11 +2,24 @@
 
 The SDK's own pipeline runs unchanged (HMAC or bearer signing, retry policy, the `begin_send`
 long-running operation); only the HTTP hop is replaced. `POST /emails:send` answers `202` with an
-`Operation-Location` to poll, and `GET /emails/operations/{id}` answers the operation's final
-status. Switches make it misbehave on purpose: throttle the next sends (`429` + `Retry-After`),
-fail them (`503`), reject them (`400 InvalidRecipient`), fail the operation itself, hold status
-polls until released, or be unreachable (`ServiceRequestError`). Every request is recorded with
-whether its signature checked out; every accepted message body is kept for assertions.
+`Operation-Location` to poll, and `GET /emails/operations/{id}` answers the operation's status.
+A send's `Operation-Id` header becomes its operation id. Repeatable requests (OASIS Repeatable
+Requests 1.0, as ACS Email documents them): a send carrying `Repeatability-Request-Id` and
+`Repeatability-First-Sent` is tracked for 5 minutes from its first-sent time; a repeat within that
+window is answered with the original's status, headers and body (no second message) when the
+original ended 2xx or 4xx, re-executed when it ended 5xx, and answered `409` while the original is
+in progress; a first-sent time older than the window gets `412`; a known request id with another
+body gets `400`.
+
+Switches make it misbehave on purpose: throttle the next sends (`429` + `Retry-After`), fail them
+(`503`), reject them (`400 InvalidRecipient`), fail the operation itself, keep operations
+`Running`, hold status polls until released, lose the answers to the next sends after processing
+them (`ServiceResponseError`), answer the next repeats as still in progress (`409`), or be
+unreachable (`ServiceRequestError`). Every request is recorded with its headers and whether its
+signature checked out; every accepted message body is kept for assertions.
+
+Not emulated: a repeat's `Repeatability-Client-ID` scope, an `Operation-Id` reused without
+repeatability headers, and how long ACS keeps an operation's status (here: for ever).
 """
 
 from __future__ import annotations
@@ -17,11 +30,14 @@ import hmac
 import json
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from azure.core.exceptions import ServiceRequestError
+from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 from azure.core.pipeline.transport import HttpTransport
 
 from tests.support.transport import request_body, transport_response
@@ -33,6 +49,9 @@ BEARER_TOKEN = "fake-acs-token"
 ACS_SCOPE = "https://communication.azure.com//.default"
 SENDER_ADDRESS = "DoNotReply@0a1b2c3d.azurecomm.net"
 MAX_RECIPIENTS = 50
+REPEATABILITY_WINDOW = timedelta(minutes=5)
+
+Answer = tuple[int, dict[str, str], bytes]
 
 
 @dataclass(frozen=True)
@@ -44,6 +63,15 @@ class AcsRequest:
     auth_scheme: str | None  # "HMAC-SHA256", "Bearer" or None
     signature_valid: bool
     status: int
+    headers: dict[str, str] = field(default_factory=dict)  # lower-cased names, `authorization` left out
+
+
+@dataclass(frozen=True)
+class _Tracked:
+    """A repeatable send the service has seen: its body and, once executed, the answer it got."""
+
+    body: bytes
+    answer: Answer | None
 
 
 @dataclass
@@ -59,11 +87,16 @@ class FakeAcsEmail:
     fail_next: int = 0  # answer the next N sends with 503
     reject_next: int = 0  # answer the next N sends with 400 InvalidRecipient
     operation_error: tuple[str, str] | None = None  # (code, message): accepted sends end "Failed"
+    keep_running: bool = False  # status polls answer "Running" while set
     hold_status_polls: bool = False  # status polls wait until `release()`
+    lose_next_responses: int = 0  # process the next N sends, then lose their answers
+    conflict_next_repeats: int = 0  # answer the next N repeats 409, as if their original were still in progress
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))  # the service's time
     requests: list[AcsRequest] = field(default_factory=list)
     sent: list[dict[str, Any]] = field(default_factory=list)
     refused: int = 0  # connection attempts made while unreachable
     _operations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _repeatable: dict[str, _Tracked] = field(default_factory=dict)
     _released: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -78,7 +111,7 @@ class FakeAcsEmail:
         """Let held status polls answer."""
         self._released.set()
 
-    def answer(self, method: str, url: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+    def answer(self, method: str, url: str, headers: dict[str, str], body: bytes) -> Answer:
         """Status, headers and body for one request, as ACS Email would answer it."""
         parts = urlsplit(url)
         headers = {k.lower(): v for k, v in headers.items()}
@@ -87,15 +120,46 @@ class FakeAcsEmail:
         if not valid:
             status, extra, payload = 401, {}, _error("Denied", "Denied by the resource provider.")
         elif method == "POST" and parts.path == "/emails:send":
-            status, extra, payload = self._send(json.loads(body or b"{}"), parts.query)
+            status, extra, payload = self._repeatable_send(headers, body, parts.query)
         elif method == "GET" and parts.path.startswith("/emails/operations/"):
             status, extra, payload = self._status(parts.path.rsplit("/", 1)[-1])
         else:
             status, extra, payload = 404, {}, _error("NotFound", f"{method} {parts.path} is not supported by the fake")
-        self.requests.append(AcsRequest(method, parts.path, scheme, valid, status))
+        seen = {name: value for name, value in headers.items() if name != "authorization"}
+        self.requests.append(AcsRequest(method, parts.path, scheme, valid, status, seen))
         return status, {"Content-Type": "application/json; charset=utf-8", **extra}, payload
 
-    def _send(self, message: dict[str, Any], query: str) -> tuple[int, dict[str, str], bytes]:
+    def _repeatable_send(self, headers: dict[str, str], body: bytes, query: str) -> Answer:
+        """A send, answered once per repeatability request id within the tracking window."""
+        request_id = headers.get("repeatability-request-id")
+        if request_id is None:
+            return self._send(json.loads(body or b"{}"), query, headers.get("operation-id"))
+        try:
+            first_sent = parsedate_to_datetime(headers.get("repeatability-first-sent", ""))
+        except (TypeError, ValueError):
+            return 400, {}, _error("BadRequest", "Repeatability-First-Sent must be an IMF-fixdate.")
+        if first_sent.tzinfo is None:  # "-0000": UTC, zone unstated
+            first_sent = first_sent.replace(tzinfo=UTC)
+        if self.clock() - first_sent > REPEATABILITY_WINDOW:
+            return 412, {}, _error("PreconditionFailed", "Repeatability-First-Sent is outside the tracking window.")
+        tracked = self._repeatable.get(request_id)
+        if tracked is not None:
+            if tracked.body != body:
+                return 400, {}, _error("BadRequest", "Repeatability-Request-Id was used with another request body.")
+            in_progress = tracked.answer is None
+            if self.conflict_next_repeats > 0:
+                self.conflict_next_repeats -= 1
+                in_progress = True
+            if in_progress:
+                return 409, {}, _error("Conflict", "The original request is still being processed.")
+            if tracked.answer is not None and tracked.answer[0] < 500:
+                return tracked.answer
+        self._repeatable[request_id] = _Tracked(body, None)  # in progress
+        answer = self._send(json.loads(body or b"{}"), query, headers.get("operation-id"))
+        self._repeatable[request_id] = _Tracked(body, answer)
+        return answer
+
+    def _send(self, message: dict[str, Any], query: str, operation_id: str | None) -> Answer:
         if self.throttle_next > 0:
             self.throttle_next -= 1
             retry_after = {"Retry-After": str(self.throttle_retry_after)}
@@ -109,7 +173,7 @@ class FakeAcsEmail:
         problem = _shape_problem(message)
         if problem:
             return 400, {}, _error("BadRequest", problem)
-        operation_id = str(uuid.uuid4())
+        operation_id = operation_id or str(uuid.uuid4())
         final: dict[str, Any] = {"id": operation_id, "status": "Succeeded"}
         if self.operation_error is not None:
             code, text = self.operation_error
@@ -120,12 +184,14 @@ class FakeAcsEmail:
         headers = {"Operation-Location": location, "operation-id": operation_id, "Retry-After": "0"}
         return 202, headers, json.dumps({"id": operation_id, "status": "Running"}).encode()
 
-    def _status(self, operation_id: str) -> tuple[int, dict[str, str], bytes]:
+    def _status(self, operation_id: str) -> Answer:
         if self.hold_status_polls:
             self._released.wait(timeout=30)
         final = self._operations.get(operation_id)
         if final is None:
             return 404, {}, _error("NotFound", f"Operation {operation_id} was not found.")
+        if self.keep_running:
+            return 200, {}, json.dumps({"id": operation_id, "status": "Running"}).encode()
         return 200, {}, json.dumps(final).encode()
 
     def _authenticate(self, method: str, url: str, headers: dict[str, str], body: bytes) -> tuple[str | None, bool]:
@@ -165,6 +231,9 @@ class FakeAcsTransport(HttpTransport):  # type: ignore[type-arg]
         status, headers, payload = self.service.answer(
             request.method, request.url, dict(request.headers), request_body(request)
         )
+        if request.method == "POST" and self.service.lose_next_responses > 0:
+            self.service.lose_next_responses -= 1
+            raise ServiceResponseError("Connection aborted: the answer to the send was lost")
         return transport_response(request, status, headers, payload)
 
     def open(self) -> None:
