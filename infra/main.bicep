@@ -1,7 +1,7 @@
 // Lead Monitoring Agent: everything the function app needs in one resource group.
 //
 //   azd up                                   (azure.yaml; parameters from infra/main.parameters.json)
-//   az deployment group create -g <rg> -f infra/main.bicep -p environmentName=... adminPrincipalId=... ...
+//   az deployment group create -g <rg> -f infra/main.bicep -p environmentName=... location=... adminPrincipalId=... ...
 //
 // Function app (Flex Consumption, Python 3.12) running as a user-assigned identity that reaches storage,
 // Key Vault, Azure SQL (Entra-only), ACS Email and App Insights without a single key or password.

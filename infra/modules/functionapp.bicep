@@ -61,7 +61,7 @@ param deploymentContainerName string
 @description('Name of the Application Insights component.')
 param appInsightsName string
 
-@description('Key Vault URI with its trailing slash (https://<vault>.vault.azure.net/).')
+@description('Key Vault URI with its trailing slash (the vault\'s properties.vaultUri).')
 param keyVaultUri string
 
 @description('Fully qualified domain name of the Azure SQL server.')
@@ -70,7 +70,7 @@ param sqlServerFqdn string
 @description('Name of the Azure SQL database.')
 param sqlDatabaseName string
 
-@description('ACS endpoint (https://<name>.<geo>.communication.azure.com/).')
+@description('ACS endpoint, https://<host name of the Communication Service>/.')
 param acsEndpoint string
 
 @description('Sender address of the ACS domain (DoNotReply@<guid>.azurecomm.net for an Azure-managed domain).')

@@ -134,5 +134,5 @@ output name string = vault.name
 @description('Resource id of the vault.')
 output id string = vault.id
 
-@description('Vault URI with its trailing slash, e.g. https://kv-x.vault.azure.net/ (KEY_VAULT_URL).')
+@description('Vault URI with its trailing slash (KEY_VAULT_URL).')
 output uri string = vault.properties.vaultUri

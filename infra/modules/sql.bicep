@@ -159,7 +159,7 @@ resource database 'Microsoft.Sql/servers/databases@2023-08-01' = {
 @description('Name of the logical server.')
 output serverName string = server.name
 
-@description('Fully qualified domain name of the server (SQL_SERVER), e.g. sql-x.database.windows.net.')
+@description('Fully qualified domain name of the server (SQL_SERVER).')
 output serverFqdn string = server.properties.fullyQualifiedDomainName
 
 @description('Name of the database (SQL_DATABASE).')
