@@ -4,20 +4,40 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 AZURITE := node_modules/.bin/azurite
+# Azure's Python worker (azure-functions-runtime) on Python 3.13, for the worker-index test.
+WORKER_VENV := .venv-worker
+WORKER_STAMP := $(WORKER_VENV)/.installed
+PIP_INSTALL := -m pip install --quiet --disable-pip-version-check --require-hashes
 
-.PHONY: install run test unit lint typecheck check simulate bench soak clean
+.PHONY: install worker lock run test unit lint typecheck check simulate bench soak clean
 
+## Everything from the hashed lock files: requirements-dev.lock (pip) and package-lock.json (npm ci).
 install: $(STAMP) $(AZURITE)
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements-dev.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) $(PIP_INSTALL) -r requirements-dev.lock
 	touch $(STAMP)
 
-$(AZURITE): package.json
-	npm install --no-audit --no-fund --loglevel=error
+$(AZURITE): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
 	touch $(AZURITE)
+
+## The app's runtime lock installed on Python 3.13 (found under pyenv or on PATH) with the worker it pins.
+worker: $(WORKER_STAMP)
+
+$(WORKER_STAMP): requirements.lock tests/support/worker_python.py
+	rm -rf $(WORKER_VENV)
+	worker_python="$$($(PYTHON) tests/support/worker_python.py 3.13)" && "$$worker_python" -m venv $(WORKER_VENV)
+	$(WORKER_VENV)/bin/python $(PIP_INSTALL) -r requirements.lock
+	touch $(WORKER_STAMP)
+
+## Renew both lock files after changing requirements*.txt (`UPGRADE=1` moves every pin to the newest).
+lock: install
+	$(PY) -m uv pip compile requirements-dev.txt --universal --python-version 3.11 --generate-hashes --quiet \
+		--custom-compile-command "make lock" $(if $(UPGRADE),--upgrade) -o requirements-dev.lock
+	$(PY) -m uv pip compile requirements.txt --universal --python-version 3.11 --generate-hashes --quiet \
+		--custom-compile-command "make lock" -c requirements-dev.lock -o requirements.lock
 
 ## The whole agent locally: Azurite, SMTP sink, sandbox Graph API and the devhost on 127.0.0.1.
 run: install
@@ -28,7 +48,7 @@ simulate: install
 	$(PY) -m devhost.simulate --leads $(or $(N),5) --rate $(or $(R),2)
 
 ## The whole suite: lint, types, unit, integration (real Azurite, SQLite, SMTP, sandbox Graph) and end-to-end.
-test: install lint typecheck
+test: install worker lint typecheck
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 unit: install

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bench.soak import SoakConfig, run_soak
 
 
+@pytest.mark.timeout(900)  # the soak gives itself 420 s; starting and stopping its stack takes more
 def test_500_leads_through_every_fault_are_all_stored_and_announced_exactly_once(tmp_path):
     report = run_soak(
         SoakConfig(leads=500, rate=50, duplicates=0.2, scale=0.1, deadline_seconds=420, seed=11),
