@@ -139,8 +139,10 @@ var tableServiceUri = 'https://${storageAccountName}.table.${storageSuffix}'
 // ThreadPoolExecutor default, min(32, os.cpu_count() + 4): about 5 on a 2048 MB instance (one vCPU) if the worker
 // sees the instance's CPU count, or up to 32 if it sees the host's, so it is set explicitly. The worker reads
 // PYTHON_THREADPOOL_THREAD_COUNT from its environment, and Flex passes app settings as environment variables
-// (UNCONFIRMED here: the current Flex deprecation list could not be read; check the "agent ready" log or
-// `az functionapp config appsettings list` after the first deploy). The work is I/O-bound (Meta's Graph API, Storage, Azure SQL), so
+// (UNCONFIRMED here: the current Flex deprecation list could not be read). The worker logs the value it got in
+// its "Received WorkerInitRequest ... App Settings state: PYTHON_THREADPOOL_THREAD_COUNT: 24" trace; check it
+// after the first deploy (Linux Consumption once ignored it during specialization, azure-functions-python-worker
+// PR #774). The work is I/O-bound (Meta's Graph API, Storage, Azure SQL), so
 // 24 threads on one vCPU mostly wait; CPU-heavy work would want fewer. tests/unit/test_bicep_checks.py keeps
 // queueConcurrencyPerInstance equal to host.json.
 var queueConcurrencyPerInstance = 24
