@@ -136,8 +136,8 @@ var tableServiceUri = 'https://${storageAccountName}.table.${storageSuffix}'
 // httpPerInstanceConcurrency requests at once, and a queue-trigger instance up to batchSize + newBatchThreshold
 // messages (host.json extensions.queues: 16 + 8 = 24). Requests beyond the pool's threads wait inside the instance
 // instead of making Flex add one, so the pool must be at least as large as either number. Its default is the
-// ThreadPoolExecutor default, min(32, os.cpu_count() + 4): about 5 on a 2048 MB instance (one vCPU) if the worker
-// sees the instance's CPU count, or up to 32 if it sees the host's, so it is set explicitly. The worker reads
+// ThreadPoolExecutor default, min(32, os.cpu_count() + 4): 5 if the worker sees one core (CPU is allotted in
+// proportion to instance memory), more if os.cpu_count() reports the host's cores, so it is set explicitly. The worker reads
 // PYTHON_THREADPOOL_THREAD_COUNT from its environment, and Flex passes app settings as environment variables
 // (UNCONFIRMED here: the current Flex deprecation list could not be read). The worker logs the value it got in
 // its "Received WorkerInitRequest ... App Settings state: PYTHON_THREADPOOL_THREAD_COUNT: 24" trace; check it
