@@ -9,7 +9,8 @@ checkpoint moves only after its missing leads are on the queue; a lease stops ov
 A backlog on `leads-inbound` must not multiply itself: the grace is counted from the oldest
 message still waiting there (for up to `MAX_BACKLOG_HOLD_SECONDS`), so leads whose webhook message
 may be behind it are judged later; and a lead the poller queued less than `requeue_after` ago is
-not queued again while its message waits.
+not queued again while its message waits. A lead whose dead letter is open is not queued again
+either: it failed for good once, and reprocessing it is an operator's call.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ LEASE = "poller"
 FORM_STATUSES = frozenset({"ACTIVE", "ARCHIVED"})
 CHUNK_SECONDS = 24 * 3600
 MAX_BACKLOG_HOLD_SECONDS = 3600
+HELD_STATUSES = frozenset({"open", "resolved"})  # a dead letter's status that keeps its lead off the queue
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,7 @@ class RunReport:
     missing_found: int = 0
     enqueued: int = 0
     already_queued: int = 0
+    dead_lettered_held: int = 0
     graph_calls: int = 0
     complete: bool = True
     skipped: str | None = None
@@ -295,8 +298,11 @@ def _reconcile_form(
     now = datetime.fromtimestamp(deps.clock(), tz=UTC)
     keep_after = now - timedelta(seconds=deps.config.requeue_after_seconds)
     queued = deps.store.coordination.recently_polled([str(lead["id"]) for lead in unstored], keep_after)
-    missing = [lead for lead in unstored if str(lead["id"]) not in queued]
-    report.already_queued += len(unstored) - len(missing)
+    waiting = [lead for lead in unstored if str(lead["id"]) not in queued]
+    report.already_queued += len(unstored) - len(waiting)
+    held = _held_by_dead_letters(deps, [str(lead["id"]) for lead in waiting])
+    missing = [lead for lead in waiting if str(lead["id"]) not in held]
+    report.dead_lettered_held += len(held)
     report.missing_found += len(missing)
     if not missing:
         return
@@ -309,6 +315,20 @@ def _reconcile_form(
         "poller: queued leads the webhook missed",
         extra={"stage": "poll", "outcome": "enqueued", "form_id": form_id, "count": len(texts)},
     )
+
+
+def _held_by_dead_letters(deps: PollerDeps, ids: list[str]) -> set[str]:
+    """Which of `ids` already ended as a dead letter that is still open (or resolved by an operator).
+
+    Queueing such a lead again would only fail again and add a dead letter every hour; it waits for
+    `POST /api/ops/reprocess/{id}` instead, which marks its dead letter `reprocessed`.
+    """
+    held = set()
+    for lead_id in ids:  # one lookup per unstored lead; the store has no batch lookup yet
+        latest = deps.store.failed_events.latest_failed_event_for_lead(lead_id)
+        if latest is not None and latest.status in HELD_STATUSES:
+            held.add(lead_id)
+    return held
 
 
 def _message_text(page_id: str, form_id: str, lead: dict[str, Any]) -> str:

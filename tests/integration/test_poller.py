@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 import threading
@@ -14,11 +15,12 @@ import pytest
 from devhost.sandbox_graph import RunningSandbox, SandboxGraph, serve
 from shared.errors import GraphThrottled
 from shared.incidents import is_open
+from shared.ingest.pipeline import IngestDeps, ingest_lead_message
 from shared.poller.reconcile import poll_once, reconcile_window
 from shared.queues.connection import azurite_connection_string
 from shared.queues.names import LEADS_QUEUE, poison_queue
 from shared.queues.sender import QueueSender
-from tests.support.queues import drain_json, message_count, reset_queue
+from tests.support.queues import drain_json, message_count, queue_client, reset_queue
 from tests.support.safety_net import APP_ID, APP_SECRET, PAGE, TOKEN, SafetyNet, build_safety_net, hours_ago
 from tests.support.waiting import free_port
 
@@ -309,3 +311,31 @@ def test_a_lead_with_16_500_cjk_characters_is_queued_and_stored_without_failing_
     assert net.drain_ingest() == ["stored"]
     [stored] = net.store.leads.leads([lead_id])
     assert stored.fields["message"] == ["漢" * 16_500]
+
+
+def ingest_all(net: SafetyNet, deps: IngestDeps) -> list[str]:
+    """Run ingestion with `deps` over every visible `leads-inbound` message."""
+    client = queue_client(net.storage, LEADS_QUEUE)
+    outcomes = []
+    while batch := list(client.receive_messages(messages_per_page=32, max_messages=32, visibility_timeout=30)):
+        for message in batch:
+            outcomes.append(ingest_lead_message(message.content.encode(), deps).outcome)
+            client.delete_message(message)
+    return outcomes
+
+
+def test_a_lead_that_failed_permanently_is_dead_lettered_once_not_requeued_by_every_full_reconcile(net, graph):
+    lead_at(graph, FORM_1, hours_ago(1))
+    kept = lead_at(graph, FORM_2, hours_ago(1))
+    invalid = {"created_time": "yesterday", "field_data": []}
+    broken = dataclasses.replace(net.ingest_deps(), fetch_lead=lambda lead_id: {"id": lead_id, **invalid})
+    assert poll_once(net.poller()).enqueued == 2
+    assert sorted(ingest_all(net, broken)) == ["dead_lettered", "dead_lettered"]
+    net.store.failed_events.set_failed_event_status(
+        net.store.failed_events.latest_failed_event_for_lead(kept).id, "reprocessed"  # type: ignore[union-attr]
+    )
+    hourly = net.poller(full_every_seconds=0, requeue_after_seconds=0)  # every run a full pass, nothing held back
+    reports = [poll_once(hourly) for _ in range(3)]
+    assert [(r.missing_found, r.enqueued, r.dead_lettered_held) for r in reports] == [(1, 1, 1), (1, 1, 1), (1, 1, 1)]
+    assert [m["facebook_lead_id"] for m in drain_json(net.storage, LEADS_QUEUE)] == [kept] * 3
+    assert len(net.store.failed_events.list_failed_events("open")) == 1
