@@ -331,9 +331,9 @@ def test_a_lead_that_failed_permanently_is_dead_lettered_once_not_requeued_by_ev
     broken = dataclasses.replace(net.ingest_deps(), fetch_lead=lambda lead_id: {"id": lead_id, **invalid})
     assert poll_once(net.poller()).enqueued == 2
     assert sorted(ingest_all(net, broken)) == ["dead_lettered", "dead_lettered"]
-    net.store.failed_events.set_failed_event_status(
-        net.store.failed_events.latest_failed_event_for_lead(kept).id, "reprocessed"  # type: ignore[union-attr]
-    )
+    reprocessed = net.store.failed_events.latest_failed_event_for_lead(kept)
+    assert reprocessed is not None
+    net.store.failed_events.set_failed_event_status(reprocessed.id, "reprocessed")
     hourly = net.poller(full_every_seconds=0, requeue_after_seconds=0)  # every run a full pass, nothing held back
     reports = [poll_once(hourly) for _ in range(3)]
     assert [(r.missing_found, r.enqueued, r.dead_lettered_held) for r in reports] == [(1, 1, 1), (1, 1, 1), (1, 1, 1)]
