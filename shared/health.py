@@ -1,10 +1,11 @@
 """Health checks: each check has `status`, `latency_ms` and a one-line reason; no secrets.
 
 `/api/health` (anonymous) aggregates queue, database, Facebook and email with short reasons and
-no internals. Its whole answer is kept for `ANONYMOUS_ANSWER_SECONDS` (5 s) per process, and one
-caller computes it while concurrent callers wait for that answer: a flood of anonymous calls
-costs at most one queue ping and one database ping per process every 5 s, so it cannot open
-database connections or keep a serverless database awake. The Facebook and email checks call
+no internals. Its whole answer is kept for `ANONYMOUS_ANSWER_SECONDS` (5 s; less only if
+`HEALTH_CACHE_SECONDS` is less, 0 turning every cache off) per process, and one caller computes it
+while concurrent callers wait for that answer: a flood of anonymous calls costs at most one queue
+ping and one database ping per process every 5 s, so it cannot open database connections or keep
+a serverless database awake. The Facebook and email checks call
 out, so their results are cached longer, for `HEALTH_CACHE_SECONDS` (default 60; anonymous
 callers cannot make us spend Meta's rate budget). The detailed routes
 (`/api/health/db|facebook|email`, function key) always check live and add detail.
@@ -171,9 +172,11 @@ _answers_lock = threading.Lock()
 
 
 def _answers_for(services: Services) -> AnswerCache:
+    """This process's answer cache for `services`: `ANONYMOUS_ANSWER_SECONDS`, or less if `HEALTH_CACHE_SECONDS` is."""
     with _answers_lock:
         if services not in _answers:
-            _answers[services] = AnswerCache()
+            ttl = min(ANONYMOUS_ANSWER_SECONDS, services.settings.health_cache_seconds)
+            _answers[services] = AnswerCache(ttl)
         return _answers[services]
 
 

@@ -39,9 +39,9 @@ def graph() -> Iterator[RunningSandbox]:
 
 
 @pytest.fixture
-def services(azurite, graph: RunningSandbox, tmp_path: Path) -> Services:
-    settings = load_settings(
-        {
+def make_services(azurite, graph: RunningSandbox, tmp_path: Path) -> Callable[..., Services]:
+    def make(**settings: str) -> Services:
+        environ = {
             **LOCAL_DEFAULTS,
             "AzureWebJobsStorage": azurite.connection_string,
             "SQLITE_PATH": str(tmp_path / "leads.db"),
@@ -49,10 +49,16 @@ def services(azurite, graph: RunningSandbox, tmp_path: Path) -> Services:
             "FACEBOOK_ACCESS_TOKEN": TOKEN,
             "FACEBOOK_PAGE_IDS": PAGE,
             "EMAIL_SENDER": "none",
-        },
-        directory=tmp_path,
-    )
-    return Services(settings)
+            **settings,
+        }
+        return Services(load_settings(environ, directory=tmp_path))
+
+    return make
+
+
+@pytest.fixture
+def services(make_services: Callable[..., Services]) -> Services:
+    return make_services()
 
 
 @pytest.fixture
@@ -130,3 +136,13 @@ def test_a_failing_answer_is_cached_too_so_a_flood_cannot_hammer_a_database_that
     results = [overall_health(services, answers=answers) for _ in range(10)]
     assert {status for status, _ in results} == {503}
     assert len(attempts) == 1
+
+
+def test_health_cache_seconds_zero_turns_the_answer_cache_off_too(make_services, monkeypatch):
+    services = make_services(HEALTH_CACHE_SECONDS="0")
+    pings: list[float] = []
+    real_ping = services.store.ping
+    monkeypatch.setattr(services.store, "ping", lambda: pings.append(real_ping()) or pings[-1])
+    for _ in range(3):
+        overall_health(services)
+    assert len(pings) == 3
