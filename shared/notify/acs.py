@@ -1,9 +1,18 @@
-"""The Azure Communication Services Email sender: one `begin_send` per email, classified once.
+"""The Azure Communication Services Email sender: one idempotent `begin_send` per email, classified once.
 
 The client is built on first use, from the connection string when one is given (HMAC-signed
-requests), else from the endpoint and a token credential (`DefaultAzureCredential` unless given). The send itself is
-never retried inside the SDK: a `429` becomes `SenderThrottled` with the service's `Retry-After`,
-so the queue waits instead of a blocked worker; only status polls keep azure-core's retries.
+requests), else from the endpoint and a token credential (`DefaultAzureCredential` unless given).
+
+Every send is a repeatable request. Its `Operation-Id` is a UUID derived from the email's
+`idempotency_key` (the notifier's claim id), and it carries `Repeatability-Request-Id` (the same
+UUID) and `Repeatability-First-Sent` (when this send began): ACS tracks such a request for 5
+minutes and answers a repeat with the original's outcome instead of sending a second email. So
+azure-core's repeats of a send whose answer was lost (`ServiceResponseError`) are safe; no other
+retry of the send happens inside the SDK (a `429` becomes `SenderThrottled` with the service's
+`Retry-After`, so the queue waits instead of a blocked worker). Once ACS may have the
+email, nothing is retried blindly: a lost answer that stays lost, a repeat still in progress
+(`409`) and a status poll that times out raise `SendOutcomeUnknown`, and `outcome(key)` later asks
+ACS what became of that operation.
 """
 
 from __future__ import annotations
@@ -11,19 +20,20 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from email.utils import parsedate_to_datetime
+import uuid
+from email.utils import formatdate, parsedate_to_datetime
 from time import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError
+from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError, ServiceResponseError
 from azure.core.pipeline import PipelineResponse
 from azure.core.pipeline.policies import RetryPolicy
 from azure.core.polling.base_polling import OperationFailed
 from azure.core.rest import HttpRequest, HttpResponse
 
 from shared.errors import LeadAgentError
-from shared.notify.base import OutgoingEmail, SenderThrottled, SendFailed, SendRejected
+from shared.notify.base import OutgoingEmail, SenderThrottled, SendFailed, SendOutcomeUnknown, SendRejected
 
 if TYPE_CHECKING:
     from azure.communication.email import EmailClient
@@ -32,23 +42,64 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 ACS_SCOPE = "https://communication.azure.com//.default"
+API_VERSION = "2025-09-01"
 MAX_RECIPIENTS = 50
 DEFAULT_RETRY_AFTER = 60.0
 CONNECTION_TIMEOUT = 10.0
 READ_TIMEOUT = 30.0
+RETRIES = 3  # azure-core's retries of a status poll, and of a send whose answer was lost
+RETRY_BACKOFF = 0.5
+RETRY_BACKOFF_MAX = 8.0
+REPEATABILITY_REQUEST_ID = "Repeatability-Request-Id"
+REPEATABILITY_FIRST_SENT = "Repeatability-First-Sent"
+# Operation ids are uuid5(this namespace, idempotency key): any instance derives the same id from a claim.
+OPERATION_NAMESPACE = uuid.UUID("6f0c3a52-8d1e-5b7a-9c4e-2a51d0e7b3f9")
+_RUNNING = frozenset({"NotStarted", "Running"})
+_NOT_SENT = frozenset({"Failed", "Canceled"})
 
 
-class _SendNotRetried(RetryPolicy[HttpRequest, HttpResponse]):
-    """azure-core's retry policy, except that `POST emails:send` is never retried by status.
+def operation_id_for(idempotency_key: str) -> str:
+    """The ACS operation id (and repeatability request id) of the send made under `idempotency_key`."""
+    return str(uuid.uuid5(OPERATION_NAMESPACE, idempotency_key))
+
+
+def longest_send_seconds(poll_timeout: float) -> float:
+    """The longest one `send` can take: the send and its repeats (each up to the connect and read
+    timeouts, with azure-core's backoff between them), then polling for up to `poll_timeout`."""
+    attempts = RETRIES + 1
+    backoff = sum(min(RETRY_BACKOFF_MAX, RETRY_BACKOFF * 2.0 ** (n - 1)) for n in range(2, attempts))
+    return attempts * (CONNECTION_TIMEOUT + READ_TIMEOUT) + backoff + poll_timeout
+
+
+def _is_send(request: Any) -> bool:
+    return str(request.method).upper() == "POST"
+
+
+class _SendRepeatedOnlyWhenItsAnswerWasLost(RetryPolicy[HttpRequest, HttpResponse]):
+    """azure-core's retry policy, except for `POST emails:send`.
 
     The stock policy retries a `429` (and `500/503/504`) on POST, sleeping `Retry-After` each time:
-    a throttled send would block the worker for minutes. Status polls (GET) keep the retries.
+    a throttled send would block the worker for minutes, so the send is never retried by status,
+    nor when the connection failed (nothing went out; the queue retries with backoff). It is
+    repeated only when it went out and its answer was lost, and only as a repeatable request (same
+    `Operation-Id` and Repeatability headers), which ACS answers with the original's outcome.
+    Status polls (GET) keep the stock retries.
     """
 
     def is_retry(self, settings: dict[str, Any], response: PipelineResponse[Any, Any]) -> bool:
-        if response.http_request.method.upper() == "POST":
+        if _is_send(response.http_request):
             return False
         return bool(super().is_retry(settings, response))
+
+    def _is_method_retryable(self, settings: dict[str, Any], request: Any, response: Any = None) -> bool:
+        if _is_send(request):
+            return response is None and REPEATABILITY_REQUEST_ID in request.headers
+        return bool(super()._is_method_retryable(settings, request, response))
+
+    def increment(self, settings: dict[str, Any], response: Any = None, error: Exception | None = None) -> bool:
+        if error is not None and not isinstance(error, ServiceResponseError) and _is_send(response.http_request):
+            return False  # the connection failed: the send never left
+        return bool(super().increment(settings, response=response, error=error))
 
 
 class AcsSender:
@@ -80,23 +131,69 @@ class AcsSender:
         self._client: EmailClient | None = None
 
     def send(self, email: OutgoingEmail) -> str:
-        """Hand `email` to ACS and wait up to `poll_timeout` for the outcome; return the operation id."""
+        """Hand `email` to ACS and wait up to `poll_timeout` for the outcome; return the operation id.
+
+        Raises `SendOutcomeUnknown` once ACS may have the email but has not said how it ended.
+        """
         if not 0 < email.recipient_count <= MAX_RECIPIENTS:
             raise SendRejected(f"ACS takes 1 to {MAX_RECIPIENTS} recipients, not {email.recipient_count}")
         client = self._email_client()
+        operation_id = operation_id_for(email.idempotency_key or uuid.uuid4().hex)
+        repeatability = {REPEATABILITY_REQUEST_ID: operation_id, REPEATABILITY_FIRST_SENT: formatdate(usegmt=True)}
         try:
-            poller = client.begin_send(_message(self.sender_address, email), polling_interval=self.poll_interval)
+            poller = client.begin_send(
+                _message(self.sender_address, email),
+                operation_id=operation_id,
+                headers=repeatability,
+                polling_interval=self.poll_interval,
+            )
+        except AzureError as exc:
+            raise _send_error(exc) from exc
+        try:
             result = poller.result(timeout=self.poll_timeout)
         except AzureError as exc:
-            raise _classified(exc) from exc
+            if isinstance(exc.__cause__, OperationFailed):
+                raise _classified(exc) from exc
+            unread = _error_detail(exc) if isinstance(exc, HttpResponseError) else type(exc).__name__
+            raise SendOutcomeUnknown(f"ACS accepted send {operation_id}; its status is unreadable: {unread}") from exc
         if not poller.done():
-            raise SendFailed(f"ACS send still running after {self.poll_timeout:g}s (status {poller.status()})")
+            raise SendOutcomeUnknown(
+                f"ACS send {operation_id} still running after {self.poll_timeout:g}s (status {poller.status()})"
+            )
         status = str((result or {}).get("status", ""))
         if status != "Succeeded":
             raise SendRejected(f"ACS send ended {status or 'without a status'}: {_result_error(result)}")
         message_id = str(result["id"])
         logger.info("acs accepted email %s for %d recipient(s)", message_id, email.recipient_count)
         return message_id
+
+    def outcome(self, idempotency_key: str) -> str | None:
+        """What became of the send made under `idempotency_key`, from its operation's status.
+
+        The operation id when it `Succeeded`; None when ACS never had it (404) or it ended `Failed` /
+        `Canceled` (nothing went out). Raises `SendOutcomeUnknown` while it is `NotStarted` or
+        `Running`, and the sender errors when ACS cannot be asked.
+        """
+        operation_id = operation_id_for(idempotency_key)
+        request = HttpRequest("GET", f"/emails/operations/{operation_id}", params={"api-version": API_VERSION})
+        try:
+            response = self._email_client().send_request(request)
+            if response.status_code == 404:
+                return None
+            response.raise_for_status()
+            body = response.json()
+        except AzureError as exc:
+            raise _classified(exc) from exc
+        except ValueError as exc:
+            raise SendFailed(f"ACS answered the status of send {operation_id} without JSON") from exc
+        status = str(body.get("status", "")) if isinstance(body, dict) else ""
+        if status == "Succeeded":
+            return str(body.get("id") or operation_id)
+        if status in _NOT_SENT:
+            return None
+        if status in _RUNNING:
+            raise SendOutcomeUnknown(f"ACS send {operation_id} is still {status}")
+        raise SendFailed(f"ACS answered the status of send {operation_id} with {status or 'no status'!r}")
 
     def check(self) -> str:
         """Build the client and prove the credentials usable (a token, or a parseable key); send nothing."""
@@ -119,9 +216,12 @@ class AcsSender:
             from azure.communication.email import EmailClient
 
             options: dict[str, Any] = {
+                "api_version": API_VERSION,
                 "connection_timeout": CONNECTION_TIMEOUT,
                 "read_timeout": READ_TIMEOUT,
-                "retry_policy": _SendNotRetried(retry_total=3, retry_backoff_factor=0.5, retry_backoff_max=8),
+                "retry_policy": _SendRepeatedOnlyWhenItsAnswerWasLost(
+                    retry_total=RETRIES, retry_backoff_factor=RETRY_BACKOFF, retry_backoff_max=RETRY_BACKOFF_MAX
+                ),
             }
             if self._transport is not None:
                 options["transport"] = self._transport
@@ -166,6 +266,17 @@ def _parse_connection_string(connection_string: str) -> tuple[str, bytes]:
     if not endpoint or not decoded:
         raise SendRejected("ACS connection string is not 'endpoint=https://…;accesskey=<base64 key>'")
     return endpoint, decoded
+
+
+def _send_error(exc: AzureError) -> LeadAgentError:
+    """The sender error for a failed `POST emails:send`; where ACS may have the email, the outcome is unknown."""
+    if isinstance(exc, ServiceResponseError):  # the send went out (and so did its repeats); no answer came back
+        return SendOutcomeUnknown(f"ACS may have the email: the answer to the send was lost ({type(exc).__name__})")
+    if isinstance(exc, HttpResponseError) and exc.status_code == 409:
+        return SendOutcomeUnknown(f"ACS is still processing the first copy of this send (409): {_error_detail(exc)}")
+    if isinstance(exc, HttpResponseError) and exc.status_code == 412:  # nothing was sent; a new send is stamped anew
+        return SendFailed(f"ACS found Repeatability-First-Sent outside its window (412, clock?): {_error_detail(exc)}")
+    return _classified(exc)
 
 
 def _classified(exc: AzureError) -> LeadAgentError:

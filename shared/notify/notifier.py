@@ -8,11 +8,19 @@ grouped emails. Failures: the sender's 429 / Retry-After → wait; transient →
 exponential backoff, `NOTIFY_MAX_ATTEMPTS` in all; permanent or exhausted → dead letter on
 `notifications-poison` and a `failed_events` row, while the lead stays stored.
 
-After the provider accepted an email, the `sent` record is written with a few quick retries; if
-the database is still away, a receipt message on the queue writes it later, so a database outage
-never causes a second email. Only a process that dies between calling the provider and recording
-the send leaves a claim in `sending`; after `stuck_after` it is sent again, marked "(resent)" in
-the subject: a lead is never left unannounced, at the price of a rare, labelled repeat.
+The claim turns `sending` right before the provider call, and only while this caller still holds
+every key it claimed (a claim that went stale and was taken over sends nothing: `superseded`). The
+claim id is the send's idempotency key, so a provider that supports it (ACS) recognises its own
+repeats. After the provider accepted an email, the `sent` record is written with a few quick
+retries; if the database is still away, a receipt message on the queue writes it later, so a
+database outage never causes a second email. When the provider may have the email but its outcome
+is unknown (a status poll timed out), the claim stays `sending` and the message looks again later.
+
+A claim left in `sending` past `stuck_after` (its process died, or the outcome was unknown) is
+settled by asking the sender what became of it, when it can tell (ACS): sent → recorded, nothing
+sent again; still running → wait; never had it or failed → sent again. A sender that cannot tell
+(SMTP) sends again marked "(resent)" in the subject: a lead is never left unannounced, at the
+price of a rare, labelled repeat.
 """
 
 from __future__ import annotations
@@ -28,13 +36,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.errors import LeadAgentError, PermanentError, StoreUnavailable, TransientError
 from shared.ingest.retry import retry_delay
 from shared.logs import get_logger
 from shared.models.messages import DeadLetterInfo
-from shared.notify.base import EmailSender, OutgoingEmail, SenderThrottled
+from shared.notify.base import EmailSender, OutcomeLookup, OutgoingEmail, SenderThrottled, SendOutcomeUnknown
 from shared.notify.content import RenderedEmail, render_alert, render_lead_email
 from shared.notify.models import AlertData, LeadSummary
 from shared.notify.recipients import Recipients
@@ -45,11 +53,23 @@ from shared.store import Store
 from shared.store.failed_events import FailedEvent
 from shared.store.leads import StoredLead
 from shared.store.outbox import STALE_CLAIM, PendingLead
+from shared.telemetry import current_traceparent
 
 log = get_logger(__name__)
 
 Kind = Literal["lead", "alert", "digest"]
-Outcome = Literal["sent", "duplicate", "waiting", "retrying", "throttled", "in_progress", "dead_lettered", "skipped"]
+Outcome = Literal[
+    "sent",  # the email went out (or its receipt was recorded)
+    "recorded",  # a stuck send turned out to have gone out: recorded, nothing sent
+    "duplicate",
+    "waiting",
+    "retrying",
+    "throttled",
+    "in_progress",
+    "superseded",  # the claim was taken over before the send began: nothing sent, looked at again later
+    "dead_lettered",
+    "skipped",
+]
 IN_PROGRESS_RECHECK_SECONDS = 30.0
 STORE_RECHECK_SECONDS = 15.0
 STUCK_AFTER = timedelta(minutes=10)
@@ -77,6 +97,8 @@ class NotificationMessage(BaseModel):
     last_error: str | None = None
     receipt: Receipt | None = None
     resend: bool = False
+    # W3C trace context of the ingestion that queued it (only while OpenTelemetry is on): the send continues it.
+    traceparent: str | None = Field(default_factory=current_traceparent)
 
     def to_text(self) -> str:
         return self.model_dump_json(exclude_none=True)
@@ -157,7 +179,7 @@ def handle_notification(body: bytes, deps: NotifyDeps) -> NotifyResult:
 def _handle(message: NotificationMessage, deps: NotifyDeps) -> NotifyResult:
     if message.receipt is not None:
         receipt = message.receipt
-        deps.store.outbox.mark_claim_sent(receipt.claim_id, message.kind, receipt.keys, receipt.provider_id)
+        _mark_sent(deps, message, receipt.claim_id, receipt.keys, receipt.provider_id)
         return NotifyResult("sent", message.key, reason="receipt recorded")
     channel = deps.sender.name
     state = deps.store.outbox.notification_state(message.key, message.kind, channel)
@@ -168,25 +190,31 @@ def _handle(message: NotificationMessage, deps: NotifyDeps) -> NotifyResult:
         if status == "claimed" and deps.clock() - claimed_at <= STALE_CLAIM:
             return _requeue(message, deps, IN_PROGRESS_RECHECK_SECONDS, "in_progress")
         if status == "sending":
-            if deps.clock() - claimed_at <= deps.stuck_after or not deps.store.outbox.take_over_stuck(claim_id):
+            if deps.clock() - claimed_at <= deps.stuck_after:
                 return _requeue(message, deps, IN_PROGRESS_RECHECK_SECONDS, "in_progress")
-            deps.store.audit("notification_resent", None, {"kind": message.kind, "key": message.key})
-            message = message.model_copy(update={"resend": True})
+            settled = _settle_stuck(message, deps, claim_id)
+            if isinstance(settled, NotifyResult):
+                return settled
+            message = settled
     try:
         stored: list[datetime] = []
-        email, keys, claim_id, _slot = _prepare(message, deps, channel, stored)
+        email, keys, claim_id, slot = _prepare(message, deps, channel, stored)
     except _Skip as skip:
         return NotifyResult(skip.outcome, message.key, delay_seconds=skip.delay, reason=skip.reason)
     try:
-        deps.store.outbox.begin_send(claim_id)
+        held = deps.store.outbox.begin_send(claim_id) and set(deps.store.outbox.claimed_keys(claim_id)) == set(keys)
     except StoreUnavailable:
         _release_quietly(deps, claim_id)
         raise
+    if not held:
+        return _superseded(message, deps, claim_id, slot)
     try:
         provider_id = deps.sender.send(email)
     except SenderThrottled as exc:
         deps.store.outbox.release_claim(claim_id)
         return _requeue(message, deps, max(exc.retry_after, 1.0), "throttled", reason=str(exc))
+    except SendOutcomeUnknown as exc:
+        return _outcome_unknown(message, deps, exc)
     except TransientError as exc:
         return _failed(message, deps, channel, claim_id, exc, exhausted=message.attempt + 1 >= deps.policy.max_attempts)
     except PermanentError as exc:
@@ -204,12 +232,102 @@ def _record_sent(
     """The email is out: record it now, or leave a receipt on the queue to record it when the database is back."""
     for attempt in range(3):
         try:
-            deps.store.outbox.mark_claim_sent(claim_id, message.kind, keys, provider_id)
+            _mark_sent(deps, message, claim_id, keys, provider_id)
             return
         except StoreUnavailable:
             time.sleep(0.5 * 2**attempt)
     receipt = message.model_copy(update={"receipt": Receipt(claim_id=claim_id, keys=keys, provider_id=provider_id)})
     deps.queues.send(NOTIFICATIONS_QUEUE, receipt.to_text(), delay_seconds=STORE_RECHECK_SECONDS)
+
+
+def _mark_sent(
+    deps: NotifyDeps, message: NotificationMessage, claim_id: str, keys: list[str], provider_id: str
+) -> None:
+    """Record a send under its claim (the outbox rows close either way).
+
+    When the claim is no longer `sending` under `claim_id` and was not already recorded under it (a
+    repeated receipt, or a look-up that found the send done), the email went out after its claim was
+    taken over as stuck, and the taker may send a labelled copy: that is logged and audited.
+    """
+    if deps.store.outbox.mark_claim_sent(claim_id, message.kind, keys, provider_id):
+        return
+    state = deps.store.outbox.notification_state(message.key, message.kind, deps.sender.name)
+    if state is not None and state.claim_id == claim_id and state.status == "sent":
+        return
+    log.warning(
+        "notify: an email went out after its claim was taken over",
+        extra={"stage": "notify", "outcome": "sent_late", "kind": message.kind},
+    )
+    with suppress(LeadAgentError):
+        deps.store.audit("notification_sent_late", None, {"kind": message.kind, "key": message.key})
+
+
+def _settle_stuck(message: NotificationMessage, deps: NotifyDeps, claim_id: str) -> NotifyResult | NotificationMessage:
+    """Settle a claim stuck in `sending`: ask the sender what became of its send before sending again.
+
+    Sent → recorded under the stuck claim, nothing sent (`recorded`). Still running → look again
+    later. Never accepted, or failed → the claim is taken over and the email sent again, unlabelled.
+    When nobody can tell (a sender that cannot look, or a look that kept failing) → taken over and
+    sent again with "(resent)" in the subject. Returns the message to send, or the result.
+    """
+    went_out: bool | None = None  # None: nobody can tell
+    if isinstance(deps.sender, OutcomeLookup):
+        try:
+            provider_id = deps.sender.outcome(claim_id)
+        except SendOutcomeUnknown as exc:
+            return _requeue(message, deps, IN_PROGRESS_RECHECK_SECONDS, "in_progress", reason=str(exc)[:300])
+        except SenderThrottled as exc:
+            return _requeue(message, deps, max(exc.retry_after, 1.0), "throttled", reason=str(exc))
+        except TransientError as exc:
+            if message.attempt + 1 < deps.policy.max_attempts:
+                return _retry(message, deps, f"outcome of the stuck send unknown: {type(exc).__name__}: {exc}")
+        except PermanentError:
+            pass
+        else:
+            if provider_id is not None:
+                return _confirm_sent(message, deps, claim_id, provider_id)
+            went_out = False
+    if not deps.store.outbox.take_over_stuck(claim_id):
+        return _requeue(message, deps, IN_PROGRESS_RECHECK_SECONDS, "in_progress")
+    labelled = went_out is None
+    action = "notification_resent" if labelled else "notification_taken_over"
+    deps.store.audit(action, None, {"kind": message.kind, "key": message.key})
+    return message.model_copy(update={"resend": labelled})
+
+
+def _confirm_sent(message: NotificationMessage, deps: NotifyDeps, claim_id: str, provider_id: str) -> NotifyResult:
+    """The stuck send did go out: record it, for every lead its claim holds, and send nothing."""
+    keys = deps.store.outbox.claimed_keys(claim_id)
+    _mark_sent(deps, message, claim_id, keys, provider_id)
+    with suppress(LeadAgentError):
+        deps.store.audit("notification_confirmed", None, {"kind": message.kind, "key": message.key})
+    log.info("notify: a stuck send had gone out; recorded", extra={"stage": "notify", "outcome": "recorded"})
+    return NotifyResult("recorded", message.key, leads=len(keys) if message.kind == "lead" else 0)
+
+
+def _superseded(message: NotificationMessage, deps: NotifyDeps, claim_id: str, slot: str) -> NotifyResult:
+    """The claim went stale and another instance took it (or one of its leads) before the send began.
+
+    Nothing is sent: what this claim still holds and its sending slot are given back, and the message
+    looks again later (by then sent by the other holder, or claimable again).
+    """
+    _release_quietly(deps, claim_id)
+    with suppress(StoreUnavailable):
+        deps.store.outbox.release_email_slot(slot)
+    with suppress(LeadAgentError):
+        deps.store.audit("notification_superseded", None, {"kind": message.kind, "key": message.key})
+    log.warning("notify: claim taken over before the send", extra={"stage": "notify", "outcome": "superseded"})
+    reason = "claim taken over before the send"
+    return _requeue(message, deps, IN_PROGRESS_RECHECK_SECONDS, "superseded", reason=reason)
+
+
+def _outcome_unknown(message: NotificationMessage, deps: NotifyDeps, exc: SendOutcomeUnknown) -> NotifyResult:
+    """The provider may have the email: keep the claim `sending`, and look again once it counts as stuck."""
+    log.warning("notify: send outcome unknown, claim kept", extra={"stage": "notify", "outcome": "in_progress"})
+    with suppress(LeadAgentError):
+        deps.store.audit("notify_outcome_unknown", None, {"kind": message.kind, "key": message.key})
+    delay = max(IN_PROGRESS_RECHECK_SECONDS, deps.stuck_after.total_seconds())
+    return _requeue(message, deps, delay, "in_progress", reason=f"SendOutcomeUnknown: {exc}"[:300])
 
 
 def _release_quietly(deps: NotifyDeps, claim_id: str) -> None:
@@ -265,9 +383,9 @@ def _prepare(
         raise
     subject = f"(resent) {rendered.subject}" if message.resend else rendered.subject
     if message.kind == "digest":
-        email = OutgoingEmail(subject, rendered.text, rendered.html, bcc=recipients)
+        email = OutgoingEmail(subject, rendered.text, rendered.html, bcc=recipients, idempotency_key=claim_id)
     else:
-        email = OutgoingEmail(subject, rendered.text, rendered.html, to=recipients)
+        email = OutgoingEmail(subject, rendered.text, rendered.html, to=recipients, idempotency_key=claim_id)
     return email, keys, claim_id, slot
 
 
@@ -383,19 +501,23 @@ def _failed(
     attempts = message.attempt + 1
     if not exhausted:
         deps.store.outbox.release_claim(claim_id)
-        policy = deps.policy
-        delay = retry_delay(message.attempt, policy.retry_base_seconds, policy.retry_max_seconds, rng=deps.rng)
-        log.warning(
-            "notify: send failed, retrying", extra={"stage": "notify", "outcome": "retrying", "attempt": attempts}
-        )
-        with suppress(LeadAgentError):
-            deps.store.audit("notify_retry", None, {"kind": message.kind, "key": message.key, "attempt": attempts})
-        return _requeue(message, deps, delay, "retrying", attempt=attempts, reason=reason)
+        return _retry(message, deps, reason)
     deps.store.outbox.mark_notification_failed(claim_id, message.key, message.kind, channel, reason, attempts)
     deps.store.outbox.release_claim(claim_id)  # the rest of the group goes back to pending; the failed row stays
     if not isinstance(exc, PermanentError):
         reason = f"attempts exhausted after {attempts}: {reason}"
     return _dead_letter(message.model_copy(update={"attempt": attempts}), reason, type(exc).__name__, deps)
+
+
+def _retry(message: NotificationMessage, deps: NotifyDeps, reason: str) -> NotifyResult:
+    """Look again after the backoff, using one attempt."""
+    attempts = message.attempt + 1
+    policy = deps.policy
+    delay = retry_delay(message.attempt, policy.retry_base_seconds, policy.retry_max_seconds, rng=deps.rng)
+    log.warning("notify: send failed, retrying", extra={"stage": "notify", "outcome": "retrying", "attempt": attempts})
+    with suppress(LeadAgentError):
+        deps.store.audit("notify_retry", None, {"kind": message.kind, "key": message.key, "attempt": attempts})
+    return _requeue(message, deps, delay, "retrying", attempt=attempts, reason=reason[:500])
 
 
 def _dead_letter(message: NotificationMessage, reason: str, error_type: str, deps: NotifyDeps) -> NotifyResult:

@@ -14,6 +14,7 @@ import pytest
 
 from devhost.smtp_sink import SmtpSink
 from shared.incidents import close_incident, open_incident
+from shared.notify.base import OutgoingEmail
 from shared.notify.digest import digest_key
 from shared.notify.notifier import NotifyPolicy, enqueue_notification, flush_outbox, handle_notification
 from shared.notify.recipients import Recipients
@@ -21,10 +22,19 @@ from shared.ops.reprocess import reprocess
 from shared.queues.names import NOTIFICATIONS_QUEUE, poison_queue
 from shared.store import Store
 from shared.store.sqlite import SqliteBackend
+from tests.support.acs import FakeAcsEmail
 from tests.support.leads import graph_lead_payload, normalised
-from tests.support.notifications import FakeClock, drain_notifications, notify_deps, parts, read_mail, sink
+from tests.support.notifications import (
+    FakeClock,
+    acs_sender,
+    drain_notifications,
+    notify_deps,
+    parts,
+    read_mail,
+    sink,
+)
 from tests.support.queues import message_count, reset_queue
-from tests.support.stores import claim
+from tests.support.stores import claim, count_rows
 from tests.support.waiting import free_port
 
 LEAD_ID = re.compile(r"\b(9\d{5})\b")
@@ -323,17 +333,8 @@ def test_sent_email_is_recorded_by_a_receipt_when_the_database_is_away(store, st
 
 
 def test_sender_429_retry_after_is_honoured(store, storage, clock):
-    from shared.notify.acs import AcsSender
-    from tests.support.acs import FakeAcsEmail
-
     service = FakeAcsEmail(throttle_next=1)
-    deps = notify_deps(store, storage, free_port(), clock)
-    deps.sender = AcsSender(
-        "DoNotReply@agent.test",
-        endpoint=service.endpoint,
-        connection_string=_acs_connection(service),
-        transport=service.transport(),
-    )
+    deps = replace(notify_deps(store, storage, free_port(), clock), sender=acs_sender(service))
     store_lead(store, "900701")
     [body] = [enqueue_notification(deps.queues, store, "lead", "900701")] and _bodies(storage)
     result = handle_notification(body, deps)
@@ -341,10 +342,6 @@ def test_sender_429_retry_after_is_honoured(store, storage, clock):
     assert store.outbox.notification_state("900701", "lead", deps.sender.name) is None  # nothing claimed while waiting
     assert drain_notifications(deps, storage, clock) == ["sent"]
     assert len(service.sent) == 1
-
-
-def _acs_connection(service) -> str:
-    return f"endpoint={service.endpoint}/;accesskey={service.access_key}"
 
 
 def _bodies(storage: str) -> list[bytes]:
@@ -382,3 +379,153 @@ def test_claim_abandoned_before_sending_is_taken_over_and_sent_once(store, stora
     clock.now = datetime.now(UTC)
     assert drain_notifications(deps, storage, clock) == ["sent"]
     assert len(smtp.messages()) == 1
+
+
+def audits(store: Store, action: str) -> int:
+    return store.stats.count_audit(action, datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
+
+
+def backdate_claims(store: Store, minutes: float) -> None:
+    """Make every claim look `minutes` old, as if its process had paused that long."""
+    import sqlite3
+
+    then = (datetime.now(UTC) - timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    with sqlite3.connect(store.backend.path) as conn:  # type: ignore[attr-defined]
+        conn.execute("UPDATE notification_log SET claimed_at = ?", (then,))
+
+
+def crashed_acs_send(store: Store, acs: FakeAcsEmail, lead_id: str, claim_id: str, reached_acs: bool) -> None:
+    """A process claimed the lead's email and began the send, then died (after ACS took it, or before)."""
+    assert claim(store, lead_id, claim_id, channel="acs") == "claimed"
+    assert store.outbox.begin_send(claim_id)
+    if reached_acs:
+        email = OutgoingEmail("Lead", "text", "<p>html</p>", to=("sales@agent.test",), idempotency_key=claim_id)
+        acs_sender(acs).send(email)
+
+
+def test_acs_poll_timeout_keeps_the_claim_and_a_later_look_records_the_one_email(store, storage, clock):
+    acs = FakeAcsEmail(hold_status_polls=True)
+    deps = replace(notify_deps(store, storage, free_port(), clock), sender=acs_sender(acs, poll_timeout=0.2))
+    store_lead(store, "900901")
+    announce(store, deps, "900901")
+    [body] = _bodies(storage)
+    try:
+        result = handle_notification(body, deps)
+    finally:
+        acs.release()
+    assert result.outcome == "in_progress"  # accepted, outcome unknown: not a failure to retry
+    assert store.outbox.notification_state("900901", "lead", "acs").status == "sending"  # the claim is kept
+    assert drain_notifications(deps, storage, clock)[-1] == "recorded"
+    assert len(acs.sent) == 1
+    assert store.outbox.notification_state("900901", "lead", "acs").status == "sent"
+    assert count_rows(store, "notification_outbox", "notification_key = ? AND status = 'sent'", ("900901",)) == 1
+    assert audits(store, "notification_confirmed") == 1
+
+
+def test_acs_send_whose_answer_was_lost_sends_one_email(store, storage, clock):
+    acs = FakeAcsEmail(lose_next_responses=1)
+    deps = replace(notify_deps(store, storage, free_port(), clock), sender=acs_sender(acs))
+    store_lead(store, "900902")
+    announce(store, deps, "900902")
+    assert drain_notifications(deps, storage, clock) == ["sent"]
+    assert len(acs.sent) == 1 and len(acs.send_attempts) == 2  # the SDK repeated the send; ACS sent once
+
+
+def test_acs_send_stuck_by_a_crash_whose_operation_succeeded_is_recorded_not_resent(store, storage, clock):
+    acs = FakeAcsEmail()
+    deps = replace(notify_deps(store, storage, free_port(), clock), sender=acs_sender(acs))
+    store_lead(store, "900903")
+    crashed_acs_send(store, acs, "900903", "crashed-claim", reached_acs=True)
+    announce(store, deps, "900903")
+    clock.advance(11 * 60)
+    assert drain_notifications(deps, storage, clock) == ["recorded"]
+    assert len(acs.sent) == 1
+    assert store.outbox.notification_state("900903", "lead", "acs").status == "sent"
+    assert count_rows(store, "notification_log", "provider_id = ?", (acs.requests[0].headers["operation-id"],)) == 1
+    assert audits(store, "notification_confirmed") == 1 and audits(store, "notification_resent") == 0
+
+
+def test_acs_send_stuck_by_a_crash_before_acs_had_it_is_sent_again_unlabelled(store, storage, clock):
+    acs = FakeAcsEmail()
+    deps = replace(notify_deps(store, storage, free_port(), clock), sender=acs_sender(acs))
+    store_lead(store, "900904")
+    crashed_acs_send(store, acs, "900904", "crashed-claim", reached_acs=False)
+    announce(store, deps, "900904")
+    clock.advance(11 * 60)
+    assert drain_notifications(deps, storage, clock) == ["sent"]
+    [message] = acs.sent
+    assert not message["content"]["subject"].startswith("(resent)")  # ACS said it never had it: not a repeat
+    assert audits(store, "notification_taken_over") == 1 and audits(store, "notification_resent") == 0
+
+
+def test_acs_send_stuck_while_its_operation_still_runs_waits_then_is_recorded(store, storage, clock):
+    acs = FakeAcsEmail()
+    deps = replace(notify_deps(store, storage, free_port(), clock), sender=acs_sender(acs))
+    store_lead(store, "900905")
+    crashed_acs_send(store, acs, "900905", "crashed-claim", reached_acs=True)
+    acs.keep_running = True
+    announce(store, deps, "900905")
+    clock.advance(11 * 60)
+    [body] = _bodies(storage)
+    assert handle_notification(body, deps).outcome == "in_progress"
+    assert store.outbox.notification_state("900905", "lead", "acs").status == "sending"
+    acs.keep_running = False
+    assert drain_notifications(deps, storage, clock) == ["recorded"]
+    assert len(acs.sent) == 1
+
+
+def test_a_claim_taken_over_before_its_send_sends_nothing(store, storage, smtp, clock):
+    deps = notify_deps(store, storage, smtp.port, clock)
+    store_lead(store, "901001")
+    announce(store, deps, "901001")
+
+    def paused_while_another_instance_took_over(form_id: str) -> None:
+        backdate_claims(store, minutes=3)
+        assert claim(store, "901001", "other-claim") == "claimed"
+
+    deps.form_name = paused_while_another_instance_took_over
+    [body] = _bodies(storage)
+    assert handle_notification(body, deps).outcome == "superseded"
+    assert smtp.messages() == []
+    assert store.outbox.notification_state("901001", "lead", "smtp").claim_id == "other-claim"
+    assert audits(store, "notification_superseded") == 1
+    assert len(_bodies(storage)) == 1  # looked at again later: sent by then, or taken back
+
+
+def test_a_group_that_lost_a_lead_to_another_claim_before_its_send_sends_nothing(store, storage, smtp, clock):
+    deps = notify_deps(store, storage, smtp.port, clock)
+    store_lead(store, "901011")
+    store_lead(store, "901012")
+    announce(store, deps, "901011")
+    taken: list[str] = []
+
+    def paused_while_another_instance_took_one_lead(form_id: str) -> None:
+        if not taken:
+            backdate_claims(store, minutes=3)
+            assert claim(store, "901012", "other-claim") == "claimed"
+            taken.append("901012")
+
+    deps.form_name = paused_while_another_instance_took_one_lead
+    [body] = _bodies(storage)
+    assert handle_notification(body, deps).outcome == "superseded"
+    assert smtp.messages() == []  # 901012 would have gone out twice
+    assert store.outbox.notification_state("901011", "lead", "smtp") is None  # given back
+    assert store.outbox.notification_state("901012", "lead", "smtp").claim_id == "other-claim"
+
+
+def test_an_email_that_went_out_after_its_claim_was_taken_over_is_recorded_and_audited(store, storage, smtp, clock):
+    deps = notify_deps(store, storage, smtp.port, clock)
+    send = deps.sender.send
+
+    def outlived_the_stuck_time(email: OutgoingEmail) -> str:
+        assert store.outbox.take_over_stuck(email.idempotency_key)  # another instance took the claim over
+        return send(email)
+
+    deps.sender.send = outlived_the_stuck_time  # type: ignore[method-assign]
+    store_lead(store, "901021")
+    announce(store, deps, "901021")
+    [body] = _bodies(storage)
+    assert handle_notification(body, deps).outcome == "sent"
+    assert len(smtp.messages()) == 1
+    assert audits(store, "notification_sent_late") == 1
+    assert count_rows(store, "notification_outbox", "notification_key = ? AND status = 'sent'", ("901021",)) == 1

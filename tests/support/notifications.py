@@ -8,15 +8,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from devhost.smtp_sink import SmtpSink
+from shared.notify.acs import AcsSender
 from shared.notify.notifier import NotifyDeps, NotifyPolicy, handle_notification
 from shared.notify.recipients import Recipients
 from shared.notify.smtp import SmtpSender
 from shared.queues.names import NOTIFICATIONS_QUEUE
 from shared.queues.sender import QueueSender
 from shared.store import Store
+from tests.support.acs import FakeAcsEmail
 from tests.support.queues import queue_client
 
 
@@ -68,6 +71,14 @@ def notify_deps(
         tz=ZoneInfo("Europe/Berlin"),
         policy=policy or NotifyPolicy(per_minute=30, per_hour=600, retry_base_seconds=0),
         clock=clock,
+    )
+
+
+def acs_sender(service: FakeAcsEmail, **options: Any) -> AcsSender:
+    """An `AcsSender` whose HTTP hop goes to `service` (the SDK's signing, retries and polling run unchanged)."""
+    connection_string = f"endpoint={service.endpoint}/;accesskey={service.access_key}"
+    return AcsSender(
+        "DoNotReply@agent.test", connection_string=connection_string, transport=service.transport(), **options
     )
 
 
