@@ -214,6 +214,37 @@ class Settings(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _stuck_outlasts_the_longest_send(self) -> Settings:
+        """A send still in progress must never count as stuck (and be taken over and sent again)."""
+        longest = self.longest_send_seconds
+        if longest is not None and self.notify_stuck_seconds <= longest:
+            raise ValueError(
+                f"NOTIFY_STUCK_SECONDS ({self.notify_stuck_seconds:g}) must be longer than the longest"
+                f" {self.email_sender} send ({longest:g} s with EMAIL_TIMEOUT_SECONDS={self.email_timeout_seconds:g})"
+            )
+        return self
+
+    @property
+    def acs_poll_timeout_seconds(self) -> float:
+        """How long the ACS sender polls for a send's outcome: four times EMAIL_TIMEOUT_SECONDS."""
+        return self.email_timeout_seconds * 4
+
+    @property
+    def longest_send_seconds(self) -> float | None:
+        """The longest one send can take with the configured sender; None without a sender.
+
+        ACS: the send and its repeats, then polling. SMTP: EMAIL_TIMEOUT_SECONDS, which bounds each
+        reply of the session (smtplib has no deadline for the whole session).
+        """
+        if self.email_sender == "acs":
+            from shared.notify.acs import longest_send_seconds
+
+            return longest_send_seconds(self.acs_poll_timeout_seconds)
+        if self.email_sender == "smtp":
+            return self.email_timeout_seconds
+        return None
+
+    @model_validator(mode="after")
     def _secrets_somewhere(self) -> Settings:
         """Without Key Vault, the three Meta secrets must be app settings."""
         if not self.key_vault_url:
