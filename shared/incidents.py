@@ -21,6 +21,7 @@ IncidentKind = Literal[
     "dead_letters_growing",
     "dead_letters_unattended",
     "silence",
+    "backfill_gap",
 ]
 
 

@@ -213,6 +213,8 @@ class Services:
             requeue_after_seconds=settings.poll_requeue_after_seconds,
             window_hours=settings.reconcile_window_hours,
             full_every_seconds=settings.reconcile_every_minutes * 60,
+            first_run_hours=settings.poll_first_run_hours,
+            max_backfill_days=settings.poll_max_backfill_days,
         )
         return PollerDeps(
             graph=self.graph,

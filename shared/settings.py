@@ -70,6 +70,8 @@ class Settings(BaseModel):
     poll_overlap_seconds: int = Field(300, alias="POLL_OVERLAP_SECONDS", ge=0)
     poll_grace_seconds: int = Field(120, alias="POLL_GRACE_SECONDS", ge=0)
     poll_requeue_after_seconds: int = Field(1800, alias="POLL_REQUEUE_AFTER_SECONDS", ge=0)
+    poll_first_run_hours: float = Field(24, alias="POLL_FIRST_RUN_HOURS", gt=0, le=90 * 24)
+    poll_max_backfill_days: float = Field(90, alias="POLL_MAX_BACKFILL_DAYS", gt=0, le=365)
     reconcile_window_hours: float = Field(24, alias="RECONCILE_WINDOW_HOURS", gt=0, le=90 * 24)
     reconcile_every_minutes: float = Field(60, alias="RECONCILE_EVERY_MINUTES", gt=0)
     reconcile_http_budget_seconds: float = Field(150, alias="RECONCILE_HTTP_BUDGET_SECONDS", gt=0, le=220)

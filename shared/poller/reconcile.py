@@ -29,6 +29,7 @@ from shared.incidents import close_incident, open_incident
 from shared.logs import get_logger
 from shared.models.lead import parse_graph_time
 from shared.models.messages import LeadMessage
+from shared.poller.backfill import DAY_SECONDS, BackfillLimits, Gap, plan_poll
 from shared.poller.meta_health import check_token, ensure_subscription, token_error
 from shared.queues.names import LEADS_QUEUE
 from shared.queues.sender import QueueSender
@@ -54,8 +55,11 @@ class PollerConfig:
     grace_seconds: int = 120
     window_hours: float = 24.0
     full_every_seconds: float = 3600.0
-    lease_seconds: float = 240.0  # shorter than the 5-minute schedule; renewed per form
+    lease_seconds: float = 240.0  # shorter than the 5-minute schedule; renewed per form and day read
     requeue_after_seconds: float = 1800.0
+    first_run_hours: float = 24.0
+    max_backfill_days: float = 90.0
+    backfill_budget_seconds: float = 180.0  # a run starts no new day of reading after this; the next goes on
 
 
 @dataclass
@@ -89,6 +93,7 @@ class RunReport:
     error: str | None = None
     window_start: str | None = None
     window_end: str | None = None
+    gap: dict[str, Any] | None = None
     token: dict[str, Any] | None = None
     subscriptions: list[dict[str, Any]] = field(default_factory=list)
 
@@ -105,7 +110,12 @@ def _checkpoint_key(form_id: str) -> str:
 
 
 def poll_once(deps: PollerDeps, trigger: str = "timer") -> RunReport:
-    """The timer's run: Meta health, then every form since its checkpoint (or the full window hourly)."""
+    """The timer's run: Meta health, then every form from its checkpoint, however old (capped), a day at a time.
+
+    Hourly the run also covers the whole reconciliation window. After downtime longer than that
+    window, the gap is in the report (`gap`), in the run record (`window_start`) and in a
+    `backfill_gap` incident, which resolves on the first run after the backfill caught up.
+    """
     report = RunReport(trigger=trigger)
     owner = uuid.uuid4().hex
     if not deps.store.coordination.try_acquire_lease(LEASE, owner, deps.config.lease_seconds):
@@ -119,21 +129,33 @@ def poll_once(deps: PollerDeps, trigger: str = "timer") -> RunReport:
         now = deps.clock()
         until = _until(deps, now)
         full = _full_reconcile_due(deps, now)
-        window_floor = int(now - deps.config.window_hours * 3600)
-        loaded = 0
-        for page_id, form_id in _forms(deps, report):
-            deps.store.coordination.try_acquire_lease(LEASE, owner, deps.config.lease_seconds)  # renew
-            checkpoint = (deps.store.coordination.get_state(_checkpoint_key(form_id)) or {}).get("until")
-            loaded += checkpoint is not None
-            since = window_floor if checkpoint is None or full else int(checkpoint) - deps.config.overlap_seconds
-            _reconcile_form(deps, report, page_id, form_id, since, until)
-            deps.store.coordination.put_state(_checkpoint_key(form_id), {"until": until})
+        forms = list(_forms(deps, report))
+        checkpoints = {form_id: _checkpoint(deps, form_id) for _, form_id in forms}
         log.info(
-            "poller: checkpoints loaded", extra={"stage": "poll", "checkpoints": loaded, "count": report.forms_checked}
+            "poller: checkpoints loaded",
+            extra={
+                "stage": "poll",
+                "checkpoints": sum(c is not None for c in checkpoints.values()),
+                "count": len(forms),
+            },
         )
-        report.window_start, report.window_end = _iso(window_floor if full else until), _iso(until)
-        if full:
+        plan = plan_poll(checkpoints, now, _limits(deps.config), full)
+        if plan.gap is not None:
+            _report_gap(deps, report, plan.gap)
+        deadline = started + deps.config.backfill_budget_seconds
+        for page_id, form_id in forms:
+            reached = _poll_form(deps, report, owner, (page_id, form_id), plan.starts[form_id], until, deadline)
+            checkpoints[form_id] = max(reached, checkpoints[form_id] or reached)
+            if reached < until:
+                report.complete = False  # out of budget: the next run goes on from the checkpoints
+                break
+        if plan.starts:
+            report.window_start = _iso(min(plan.starts.values()))
+            report.window_end = _iso(min(int(c) for c in checkpoints.values() if c is not None))
+        if report.complete and full:
             deps.store.coordination.put_state("last_full_reconcile", {"at": now})
+        if report.complete and plan.gap is None:
+            close_incident(deps.store, "backfill_gap")
         close_incident(deps.store, "polling_failing")
     except TokenInvalid as exc:  # the token died during the run: the token incident, not a polling failure
         _token_invalid(deps, report, exc)
@@ -191,6 +213,53 @@ def reconcile_window(deps: PollerDeps, hours: float, budget_seconds: float, trig
         _record(deps, report, started)
         deps.store.coordination.release_lease(LEASE, owner)
     return report
+
+
+def _checkpoint(deps: PollerDeps, form_id: str) -> int | None:
+    value = (deps.store.coordination.get_state(_checkpoint_key(form_id)) or {}).get("until")
+    return None if value is None else int(value)
+
+
+def _limits(config: PollerConfig) -> BackfillLimits:
+    return BackfillLimits(
+        overlap_seconds=config.overlap_seconds,
+        window_seconds=config.window_hours * 3600,
+        first_run_seconds=config.first_run_hours * 3600,
+        max_backfill_seconds=config.max_backfill_days * DAY_SECONDS,
+    )
+
+
+def _poll_form(
+    deps: PollerDeps, report: RunReport, owner: str, form: tuple[str, str], since: int, until: int, deadline: float
+) -> int:
+    """Read one form from `since` to `until` a day at a time, moving its checkpoint after each day.
+
+    Returns how far it got: `until`, or less when the run's budget ran out first (the first day is
+    always read, so every run makes progress). A checkpoint never moves back.
+    """
+    page_id, form_id = form
+    after, reached = since, since
+    while reached < until:
+        if reached > since and deps.clock() > deadline:
+            return reached
+        chunk_end = min(until, reached + CHUNK_SECONDS)
+        deps.store.coordination.try_acquire_lease(LEASE, owner, deps.config.lease_seconds)  # renew
+        _reconcile_form(deps, report, page_id, form_id, after, chunk_end)
+        checkpoint = _checkpoint(deps, form_id)
+        if checkpoint is None or checkpoint < chunk_end:
+            deps.store.coordination.put_state(_checkpoint_key(form_id), {"until": chunk_end})
+        after, reached = chunk_end - 1, chunk_end
+    return until
+
+
+def _report_gap(deps: PollerDeps, report: RunReport, gap: Gap) -> None:
+    """Put the outage's gap in the run report and raise the `backfill_gap` incident (its alert) once."""
+    report.gap = gap.as_dict()
+    log.warning("poller: backfilling a gap after downtime", extra={"stage": "poll", **report.gap})
+    try:
+        open_incident(deps.store, "backfill_gap", report.gap)
+    except LeadAgentError:
+        log.warning("poller: could not record the backfill incident")
 
 
 def _meta_health(deps: PollerDeps, report: RunReport) -> bool:

@@ -339,3 +339,63 @@ def test_a_lead_that_failed_permanently_is_dead_lettered_once_not_requeued_by_ev
     assert [(r.missing_found, r.enqueued, r.dead_lettered_held) for r in reports] == [(1, 1, 1), (1, 1, 1), (1, 1, 1)]
     assert [m["facebook_lead_id"] for m in drain_json(net.storage, LEADS_QUEUE)] == [kept] * 3
     assert len(net.store.failed_events.list_failed_events("open")) == 1
+
+
+DAY = 24 * 3600
+
+
+def poller_at(net: SafetyNet, at: float, **config: object):
+    """A poller whose clock reads `at` (seconds since the epoch) when its run starts, moving on from there."""
+    deps = net.poller(**config)
+    offset = at - time.time()
+    deps.clock = lambda: time.time() + offset
+    return deps
+
+
+def poll_runs(net: SafetyNet) -> list[tuple[str, str]]:
+    with sqlite3.connect(net.store.backend.path) as conn:  # type: ignore[attr-defined]
+        return conn.execute("SELECT window_start, window_end FROM poll_runs ORDER BY id").fetchall()
+
+
+def test_after_a_three_day_outage_the_poller_backfills_from_its_checkpoint_and_reports_the_gap(net, graph):
+    poll_once(poller_at(net, time.time() - 3 * DAY))  # the last run before the outage
+    ids = [lead_at(graph, FORM_1, hours_ago(hours)) for hours in (70, 30, 1)]
+    report = poll_once(net.poller())
+    assert report.error is None and report.complete
+    assert (report.missing_found, report.enqueued) == (3, 3)
+    assert sorted(m["facebook_lead_id"] for m in drain_json(net.storage, LEADS_QUEUE)) == sorted(ids)
+    assert report.gap is not None and 71.9 < report.gap["hours"] < 72.2 and report.gap["capped"] is False
+    assert is_open(net.store, "backfill_gap")
+    window_start = poll_runs(net)[-1][0]
+    assert window_start.startswith(time.strftime("%Y-%m-%d", time.gmtime(time.time() - 3 * DAY)))
+    assert poll_once(net.poller()).gap is None  # caught up: the next run reads from a fresh checkpoint
+    assert not is_open(net.store, "backfill_gap")
+
+
+def test_a_backfill_reaches_back_no_further_than_max_backfill_days_and_says_so(net, graph):
+    poll_once(poller_at(net, time.time() - 5 * DAY))
+    too_old, kept = lead_at(graph, FORM_1, hours_ago(72)), lead_at(graph, FORM_1, hours_ago(36))
+    report = poll_once(net.poller(max_backfill_days=2))
+    assert [m["facebook_lead_id"] for m in drain_json(net.storage, LEADS_QUEUE)] == [kept]
+    assert too_old != kept
+    assert report.gap is not None and report.gap["capped"] is True
+    assert 71.9 < report.gap["unreadable_hours"] < 72.2
+
+
+def test_a_first_install_backfills_first_run_hours(net, graph):
+    lead_at(graph, FORM_1, hours_ago(50))
+    inside = lead_at(graph, FORM_2, hours_ago(40))
+    report = poll_once(net.poller(first_run_hours=48))
+    assert [m["facebook_lead_id"] for m in drain_json(net.storage, LEADS_QUEUE)] == [inside]
+    assert report.gap is None and not is_open(net.store, "backfill_gap")
+
+
+def test_a_long_backfill_stops_at_its_budget_and_the_next_run_continues_from_the_checkpoint(net, graph):
+    poll_once(poller_at(net, time.time() - 4 * DAY))
+    ids = [lead_at(graph, (FORM_1, FORM_2)[i % 2], hours_ago(hours)) for i, hours in enumerate((90, 60, 30, 2))]
+    runs = [poll_once(net.poller(backfill_budget_seconds=0))]
+    while not runs[-1].complete and len(runs) < 12:
+        runs.append(poll_once(net.poller(backfill_budget_seconds=0)))
+    assert runs[-1].complete and len(runs) > 2
+    assert sum(run.enqueued for run in runs) == 4
+    assert sorted(m["facebook_lead_id"] for m in drain_json(net.storage, LEADS_QUEUE)) == sorted(ids)

@@ -47,6 +47,8 @@ OPTIONAL_IN_AZURE: dict[str, str] = {
     "POLL_OVERLAP_SECONDS": "tuning knob with a default",
     "POLL_GRACE_SECONDS": "tuning knob with a default",
     "POLL_REQUEUE_AFTER_SECONDS": "tuning knob with a default",
+    "POLL_FIRST_RUN_HOURS": "tuning knob with a default",
+    "POLL_MAX_BACKFILL_DAYS": "tuning knob with a default",
     "RECONCILE_WINDOW_HOURS": "tuning knob with a default",
     "RECONCILE_EVERY_MINUTES": "tuning knob with a default",
     "RECONCILE_HTTP_BUDGET_SECONDS": "tuning knob with a default",
