@@ -156,7 +156,7 @@ class Services:
                 settings.email_from,
                 connection_string=self.secrets.get("ACS_CONNECTION_STRING"),
                 endpoint=settings.acs_endpoint,
-                poll_timeout=settings.email_timeout_seconds * 4,
+                poll_timeout=settings.acs_poll_timeout_seconds,
             )
         from shared.notify.smtp import SmtpSender
 
