@@ -36,8 +36,8 @@ def reprocess(identifier: str, store: Store, sender: QueueSender) -> ReprocessRe
         event = store.failed_events.get_failed_event(int(identifier))
         if event is not None:
             return _requeue_failed_event(event, store, sender)
-    if not identifier or not identifier.isascii() or not identifier.replace("_", "").isalnum():
-        return ReprocessResult(404, {"error": "unknown id"})
+    if not (identifier.isascii() and identifier.isdigit()):
+        return ReprocessResult(404, {"error": "unknown id: failed-event and lead ids are digits only"})
     routing = store.leads.lead_routing(identifier)
     failed = store.failed_events.latest_failed_event_for_lead(identifier)
     if routing is None and failed is None:

@@ -42,7 +42,7 @@ LEASE = "poller"
 FORM_STATUSES = frozenset({"ACTIVE", "ARCHIVED"})
 CHUNK_SECONDS = 24 * 3600
 MAX_BACKLOG_HOLD_SECONDS = 3600
-HELD_STATUSES = frozenset({"open", "resolved"})  # a dead letter's status that keeps its lead off the queue
+HELD_STATUSES = ("open", "resolved")  # a dead letter's status that keeps its lead off the queue
 
 
 @dataclass(frozen=True)
@@ -392,12 +392,7 @@ def _held_by_dead_letters(deps: PollerDeps, ids: list[str]) -> set[str]:
     Queueing such a lead again would only fail again and add a dead letter every hour; it waits for
     `POST /api/ops/reprocess/{id}` instead, which marks its dead letter `reprocessed`.
     """
-    held = set()
-    for lead_id in ids:  # one lookup per unstored lead; the store has no batch lookup yet
-        latest = deps.store.failed_events.latest_failed_event_for_lead(lead_id)
-        if latest is not None and latest.status in HELD_STATUSES:
-            held.add(lead_id)
-    return held
+    return deps.store.failed_events.held_lead_ids(ids, HELD_STATUSES)
 
 
 def _message_text(page_id: str, form_id: str, lead: dict[str, Any]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 from shared.store.audit import write_audit
 from shared.store.backend import DuplicateKey, Sql, columns, fit_text
 from shared.store.database import Database
-from shared.store.leads import iso_utc
+from shared.store.leads import ids_found, iso_utc
 from shared.store.schema import width
 
 
@@ -77,6 +78,12 @@ GET = f"SELECT {COLUMNS} FROM failed_events WHERE id = ?"  # noqa: S608
 LATEST_FOR_LEAD = Sql(
     f"SELECT {COLUMNS} FROM failed_events WHERE facebook_lead_id = ? ORDER BY id DESC LIMIT 1",  # noqa: S608
     mssql=f"SELECT TOP (1) {COLUMNS} FROM failed_events WHERE facebook_lead_id = ? ORDER BY id DESC",  # noqa: S608
+)
+# The lead ids whose newest dead letter has one of two statuses (one index seek per id).
+HELD = (
+    "SELECT f.facebook_lead_id FROM failed_events f WHERE f.facebook_lead_id IN ({params})"
+    " AND f.status IN (?, ?) AND f.id = (SELECT MAX(g.id) FROM failed_events g"
+    " WHERE g.facebook_lead_id = f.facebook_lead_id)"
 )
 SET_STATUS = "UPDATE failed_events SET status = ?, last_failed_at = ? WHERE id = ?"
 PURGE = "DELETE FROM failed_events WHERE status IN ('reprocessed', 'resolved') AND first_failed_at < ?"
@@ -155,6 +162,10 @@ class FailedEventStore:
         """The newest dead letter of a lead, or None."""
         with self._db.read() as tx:
             return tx.one(FailedEventRow, LATEST_FOR_LEAD, (facebook_lead_id,))
+
+    def held_lead_ids(self, ids: Sequence[str], statuses: tuple[str, str] = ("open", "resolved")) -> set[str]:
+        """Which of `ids` have a newest dead letter in `statuses` (500 ids per statement)."""
+        return ids_found(self._db, HELD, ids, lambda chunk: (*chunk, *statuses))
 
     def set_failed_event_status(self, event_id: int, status: str, detail: dict[str, Any] | None = None) -> None:
         """Mark a dead letter (`reprocessed`, `resolved` …) and audit the change."""

@@ -159,3 +159,9 @@ def test_dead_letter_payload_keeps_the_original_message(net):
     [event] = net.store.failed_events.list_failed_events()
     payload = json.loads(net.store.failed_events.get_failed_event(event.id).payload)
     assert payload["facebook_lead_id"] == "444444444444" and payload["source"] == "webhook"
+
+
+def test_reprocessing_an_id_that_is_not_digits_is_a_404_not_an_error(net):
+    for identifier in ("abc_123", "12a", "", "１２３"):
+        result = reprocess(identifier, net.store, net.sender)
+        assert result.status == 404 and "digits" in result.body["error"]

@@ -357,3 +357,20 @@ def test_a_claim_taken_over_cannot_begin_sending_and_its_late_send_is_reported(s
     assert store.outbox.begin_send("second")
     assert not store.outbox.mark_claim_sent("first", "lead", ["950"], "late")  # it had sent: reported, not lost
     assert store.outbox.mark_claim_sent("second", "lead", ["950"], "p2")
+
+
+def test_held_lead_ids_are_those_whose_newest_dead_letter_is_open_or_resolved(store):
+    def dead_letter(lead_id: str, status: str) -> None:
+        store.failed_events.record_failed_event(FailedEvent("leads-inbound-poison", "ingest", "x", 1, "{}", lead_id))
+        newest = store.failed_events.latest_failed_event_for_lead(lead_id)
+        assert newest is not None
+        if status != "open":
+            store.failed_events.set_failed_event_status(newest.id, status)
+
+    dead_letter("1001", "open")
+    dead_letter("1002", "resolved")
+    dead_letter("1003", "reprocessed")
+    dead_letter("1004", "reprocessed")
+    dead_letter("1004", "open")  # failed again after a reprocess
+    asked = ["1001", "1002", "1003", "1004", "1005", *(str(2000 + n) for n in range(600))]
+    assert store.failed_events.held_lead_ids(asked) == {"1001", "1002", "1004"}

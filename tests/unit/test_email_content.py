@@ -6,13 +6,15 @@ import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
-from typing import Any
+from typing import Any, get_args
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from shared.incidents import IncidentKind
 from shared.notify.content import render_alert, render_digest, render_lead_email
 from shared.notify.models import AlertData, DigestData, LeadSummary
+from shared.notify.templates.html import SUBJECT_MAX
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -157,6 +159,31 @@ def test_one_lead_subject_names_the_lead_and_the_form():
     assert render_lead_email([lead()], BERLIN).subject == "New lead: Ada Lovelace — Solar quote"
     unnamed = render_lead_email([lead(full_name=None, form_name=None)], BERLIN)
     assert unnamed.subject == "New lead: (no name) — form 77"
+
+
+def test_a_600_character_name_is_cut_in_the_subject_and_kept_whole_in_the_body():
+    name = "Zoë " + "Montgomery-Ångström " * 30  # 604 characters
+    email = render_lead_email([lead(full_name=name.strip())], BERLIN)
+    assert len(email.subject) <= SUBJECT_MAX
+    assert email.subject.startswith("New lead: Zoë Montgomery-Ångström Montgomery")
+    assert email.subject.endswith("… — Solar quote")
+    assert name.strip() in email.text
+    assert name.strip() in email.html
+
+
+def test_every_subject_is_at_most_120_characters_and_says_it_was_cut():
+    email = render_lead_email([lead(form_name="Quote for a " + "very " * 40 + "big roof")], BERLIN)
+    assert SUBJECT_MAX == 120
+    assert len(email.subject) == SUBJECT_MAX
+    assert email.subject.startswith("New lead: Ada Lovelace — Quote for a very")
+    assert email.subject.endswith("…")
+    assert "very " * 40 in email.text
+
+
+def test_a_subject_that_fits_is_not_cut():
+    name = "N" * 60
+    email = render_lead_email([lead(full_name=name)], BERLIN)
+    assert email.subject == f"New lead: {name} — Solar quote"
 
 
 def test_several_leads_make_one_email_listing_each_lead_once():
@@ -323,3 +350,15 @@ def test_unknown_incident_kind_gets_a_generic_alert():
     email = render_alert(AlertData(kind="cosmic_rays", opened=True, at=datetime.now(UTC)), BERLIN)
     assert email.subject == "[Lead agent] ALERT: Incident cosmic_rays"
     assert "/api/health" in email.text
+
+
+@pytest.mark.parametrize("kind", get_args(IncidentKind))
+def test_every_incident_kind_renders_with_its_detail_or_without_any(kind):
+    at = datetime(2026, 11, 27, 12, 5, tzinfo=UTC)
+    detail = {"count": 3, "days": 25, "hours": 30, "since": "2026-11-26T06:00:00Z", "backfill_from": "2026-11-26"}
+    for opened, given in ((True, detail), (True, {}), (False, {})):
+        email = render_alert(AlertData(kind=kind, opened=opened, at=at, detail=given), BERLIN)
+        assert "{" not in email.subject and "{" not in email.text and email.subject.startswith("[Lead agent]")
+    assert (
+        "25" in render_alert(AlertData(kind="dead_letters_unattended", opened=True, at=at, detail=detail), BERLIN).text
+    )

@@ -51,6 +51,14 @@ _KINDS: dict[str, tuple[str, str, str]] = {
         "or resolve each one.",
         "No dead letter is waiting that long any more.",
     ),
+    "backfill_gap": (
+        "Poller was down {hours} hours; backfilling",
+        "Polling had stopped at {since}, longer ago than the reconciliation window. Every form is being read "
+        "again from {backfill_from}, so leads missed meanwhile are queued and stored. When capped is True, "
+        "the {unreadable_hours} hours before {backfill_from} were not read (Meta keeps leads about 90 days): "
+        "export those from Ads Manager.",
+        "The backfill has caught up.",
+    ),
     "silence": (
         "No leads for {hours} hours",
         "No lead has arrived for {hours} hours although the recent baseline expects some. Check that the "
@@ -94,8 +102,16 @@ def incident_detail(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def _fill(template: str, kind: str, detail: dict[str, Any]) -> str:
-    """Put the numbers an alert names (dead letters, silent hours) into its text; '?' when absent."""
+    """Put the values an alert names (dead letters, hours, days, dates) into its text; '?' when absent."""
     inner = incident_detail(detail)
     count = next((inner[k] for k in ("count", "dead_letters_open", "open_count") if k in inner), "?")
     hours = next((inner[k] for k in ("hours", "silent_hours", "quiet_hours") if k in inner), "?")
-    return template.format(kind=kind, count=count, hours=hours)
+    values = _Values({**{str(k): plain(v) for k, v in inner.items()}, "kind": kind, "count": count, "hours": hours})
+    return template.format_map(values)
+
+
+class _Values(dict[str, Any]):
+    """Template values; a name the detail lacks reads '?' instead of failing the alert."""
+
+    def __missing__(self, key: str) -> str:
+        return "?"
