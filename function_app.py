@@ -5,6 +5,10 @@ from __future__ import annotations
 import azure.functions as func
 
 from functions import health, ingest, notify, openapi, ops, poller, stats, webhook
+from shared.telemetry import setup_telemetry
+
+# OpenTelemetry to Application Insights when its two settings ask for it; otherwise it imports nothing.
+setup_telemetry()
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(webhook.bp)

@@ -8,6 +8,7 @@ from shared.ingest.pipeline import ingest_lead_message
 from shared.logs import get_logger, log_context
 from shared.queues.names import LEADS_QUEUE
 from shared.services import get_services
+from shared.telemetry import continue_trace
 
 bp = func.Blueprint()
 log = get_logger(__name__)
@@ -17,7 +18,10 @@ log = get_logger(__name__)
 @bp.queue_trigger(arg_name="msg", queue_name=LEADS_QUEUE, connection="AzureWebJobsStorage")
 def ingest_lead(msg: func.QueueMessage, context: func.Context) -> None:
     """Each message ends stored, duplicate, re-queued with a delay, or dead-lettered with its reason."""
-    with log_context(invocation_id=context.invocation_id, queue_message_id=msg.id, dequeue_count=msg.dequeue_count):
+    with (
+        log_context(invocation_id=context.invocation_id, queue_message_id=msg.id, dequeue_count=msg.dequeue_count),
+        continue_trace(msg.get_body(), "ingest_lead", LEADS_QUEUE),
+    ):
         result = ingest_lead_message(msg.get_body(), get_services().ingest_deps())
         extra = {
             "stage": "ingest",

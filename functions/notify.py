@@ -11,6 +11,7 @@ from shared.notify.digest import digest_key
 from shared.notify.notifier import enqueue_notification, flush_outbox, handle_notification
 from shared.queues.names import NOTIFICATIONS_QUEUE
 from shared.services import get_services
+from shared.telemetry import continue_trace
 
 bp = func.Blueprint()
 log = get_logger(__name__)
@@ -20,7 +21,10 @@ log = get_logger(__name__)
 @bp.queue_trigger(arg_name="msg", queue_name=NOTIFICATIONS_QUEUE, connection="AzureWebJobsStorage")
 def send_notification(msg: func.QueueMessage, context: func.Context) -> None:
     """Send one lead email, alert or digest: exactly once, within the caps, or dead-lettered."""
-    with log_context(invocation_id=context.invocation_id, queue_message_id=msg.id, dequeue_count=msg.dequeue_count):
+    with (
+        log_context(invocation_id=context.invocation_id, queue_message_id=msg.id, dequeue_count=msg.dequeue_count),
+        continue_trace(msg.get_body(), "send_notification", NOTIFICATIONS_QUEUE),
+    ):
         result = handle_notification(msg.get_body(), get_services().notify_deps())
         log.info(
             "notify: %s", result.outcome, extra={"stage": "notify", "outcome": result.outcome, "leads": result.leads}

@@ -2,9 +2,10 @@
 
 Application Insights gets the message text of every trace (with or without OpenTelemetry), so
 the dimensions are appended as JSON (`… | {"stage": "ingest", "outcome": "stored", …}`) and
-also passed as `extra` (OpenTelemetry exports those as customDimensions). Only the names in
-`DIMENSIONS` pass: ids, stages, outcomes and counts, never lead data or secrets. The invocation
-id and queue message id come from `log_context`, set by each trigger.
+also set as attributes of the log record (`extra`): with OpenTelemetry on (shared/telemetry.py)
+each one becomes a key of the trace's customDimensions (`customDimensions.stage`, …). Only the
+names in `DIMENSIONS` pass: ids, stages, outcomes and counts, never lead data or secrets. The
+invocation id and queue message id come from `log_context`, set by each trigger.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ class StructuredLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
         dimensions = {k: v for k, v in {**_context.get(), **given}.items() if k in DIMENSIONS and v is not None}
         if dimensions:
             msg = f"{msg} | {json.dumps(dimensions, sort_keys=True, default=str)}"
-        kwargs["extra"] = {**dimensions, "custom_dimensions": dimensions}
+        kwargs["extra"] = dimensions
         return msg, kwargs
 
 

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.models.envelope import DigitsId, GraphId
+from shared.telemetry import current_traceparent
 
 LeadSource = Literal["webhook", "polling", "reprocess"]
 MESSAGE_VERSION = 1
@@ -40,6 +41,9 @@ class LeadMessage(BaseModel):
     attempt: int = Field(0, ge=0)
     event: dict[str, Any] | None = None
     last_error: str | None = None
+    # W3C trace context of where the lead came in (webhook, poller): ingestion continues that trace.
+    # Set only while OpenTelemetry is on (shared/telemetry.py); the retries' copies keep it.
+    traceparent: str | None = Field(default_factory=current_traceparent)
 
     def to_text(self) -> str:
         """Compact JSON, the queue message text before the host's base64."""

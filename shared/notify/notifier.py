@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.errors import LeadAgentError, PermanentError, StoreUnavailable, TransientError
 from shared.ingest.retry import retry_delay
@@ -53,6 +53,7 @@ from shared.store import Store
 from shared.store.failed_events import FailedEvent
 from shared.store.leads import StoredLead
 from shared.store.outbox import STALE_CLAIM, PendingLead
+from shared.telemetry import current_traceparent
 
 log = get_logger(__name__)
 
@@ -96,6 +97,8 @@ class NotificationMessage(BaseModel):
     last_error: str | None = None
     receipt: Receipt | None = None
     resend: bool = False
+    # W3C trace context of the ingestion that queued it (only while OpenTelemetry is on): the send continues it.
+    traceparent: str | None = Field(default_factory=current_traceparent)
 
     def to_text(self) -> str:
         return self.model_dump_json(exclude_none=True)
