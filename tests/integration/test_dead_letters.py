@@ -162,6 +162,6 @@ def test_dead_letter_payload_keeps_the_original_message(net):
 
 
 def test_reprocessing_an_id_that_is_not_digits_is_a_404_not_an_error(net):
-    for identifier in ("abc_123", "12a", "", "\uff11\uff12\uff13")  # the last: full-width digits:
+    for identifier in ("abc_123", "12a", "", "\uff11\uff12\uff13"):  # the last: full-width digits
         result = reprocess(identifier, net.store, net.sender)
         assert result.status == 404 and "digits" in result.body["error"]
