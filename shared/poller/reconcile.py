@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -121,9 +122,7 @@ def poll_once(deps: PollerDeps, trigger: str = "timer") -> RunReport:
     if not deps.store.coordination.try_acquire_lease(LEASE, owner, deps.config.lease_seconds):
         report.skipped = "another poll is running"
         return report
-    started = deps.clock()
-    calls_before = deps.graph.calls_made
-    try:
+    with _leased_run(deps, report, owner) as started:
         if not _meta_health(deps, report):
             return report
         now = deps.clock()
@@ -157,14 +156,6 @@ def poll_once(deps: PollerDeps, trigger: str = "timer") -> RunReport:
         if report.complete and plan.gap is None:
             close_incident(deps.store, "backfill_gap")
         close_incident(deps.store, "polling_failing")
-    except TokenInvalid as exc:  # the token died during the run: the token incident, not a polling failure
-        _token_invalid(deps, report, exc)
-    except LeadAgentError as exc:
-        _failed(deps, report, exc)
-    finally:
-        report.graph_calls = deps.graph.calls_made - calls_before
-        _record(deps, report, started)
-        deps.store.coordination.release_lease(LEASE, owner)
     return report
 
 
@@ -180,13 +171,11 @@ def reconcile_window(deps: PollerDeps, hours: float, budget_seconds: float, trig
         report.skipped = "another poll is running"
         report.complete = False
         return report
-    started = deps.clock()
-    deadline = started + budget_seconds
-    calls_before = deps.graph.calls_made
-    end = int(started - deps.config.grace_seconds)
-    start = int(started - hours * 3600)
-    report.window_start = _iso(start)
-    try:
+    with _leased_run(deps, report, owner, incomplete_on_error=True) as started:
+        deadline = started + budget_seconds
+        end = int(started - deps.config.grace_seconds)
+        start = int(started - hours * 3600)
+        report.window_start = _iso(start)
         if not _meta_health(deps, report):
             report.complete = False
             return report
@@ -202,17 +191,31 @@ def reconcile_window(deps: PollerDeps, hours: float, budget_seconds: float, trig
             if chunk_start < end and deps.clock() > deadline:
                 report.complete = False
                 break
-    except TokenInvalid as exc:
-        report.complete = False
+    return report
+
+
+@contextmanager
+def _leased_run(deps: PollerDeps, report: RunReport, owner: str, incomplete_on_error: bool = False) -> Iterator[float]:
+    """Run the body under the lease `owner` holds; yields the run's start time.
+
+    A token that dies during the run goes to the token incident, any other agent error to the
+    `polling_failing` one, both into `report.error` (and mark the run incomplete when
+    `incomplete_on_error`). Whatever happens, the run's figures are recorded and the lease released.
+    """
+    started = deps.clock()
+    calls_before = deps.graph.calls_made
+    try:
+        yield started
+    except TokenInvalid as exc:  # the token died during the run: the token incident, not a polling failure
+        report.complete = False if incomplete_on_error else report.complete
         _token_invalid(deps, report, exc)
     except LeadAgentError as exc:
-        report.complete = False
+        report.complete = False if incomplete_on_error else report.complete
         _failed(deps, report, exc)
     finally:
         report.graph_calls = deps.graph.calls_made - calls_before
         _record(deps, report, started)
         deps.store.coordination.release_lease(LEASE, owner)
-    return report
 
 
 def _checkpoint(deps: PollerDeps, form_id: str) -> int | None:
