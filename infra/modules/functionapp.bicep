@@ -196,6 +196,11 @@ var appSettings = [
     name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
     value: 'ClientId=${identityClientId};Authorization=AAD'
   }
+  // OpenTelemetry from the Python worker (shared/telemetry.py; host.json runs the host in OpenTelemetry mode).
+  {
+    name: 'PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY'
+    value: 'true'
+  }
   // Threads of the Python worker's pool for sync invocations (see workerThreads above).
   {
     name: 'PYTHON_THREADPOOL_THREAD_COUNT'
@@ -356,9 +361,12 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
           }
         }
       }
+      // Python 3.13: the worker is then the pinned PyPI package azure-functions-runtime (requirements.txt), the
+      // same one `make test` indexes the app with (tests/unit/test_worker_index.py). Keep azure-pipelines.yml's
+      // pythonVersion equal: packages built on another minor version do not import.
       runtime: {
         name: 'python'
-        version: '3.12'
+        version: '3.13'
       }
       scaleAndConcurrency: {
         maximumInstanceCount: maximumInstanceCount

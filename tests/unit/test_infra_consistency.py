@@ -218,13 +218,16 @@ def test_no_flex_forbidden_setting_in_bicep(forbidden):
         assert forbidden not in code, f"{path.relative_to(ROOT)} sets {forbidden}, which Flex Consumption rejects"
 
 
-def test_function_app_is_flex_consumption_python_312():
+def test_function_app_is_flex_consumption_python_313_and_the_pipeline_builds_on_it():
     code = strip_bicep_comments(FUNCTION_APP_BICEP.read_text(encoding="utf-8"))
     for needle in ("name: 'FC1'", "tier: 'FlexConsumption'", "reserved: true", "kind: 'functionapp,linux'"):
         assert needle in code, f"functionapp.bicep lacks {needle}"
-    assert re.search(r"runtime:\s*\{\s*name:\s*'python'\s*version:\s*'3\.12'", code), (
-        "functionapp.bicep: functionAppConfig.runtime is not python 3.12"
+    assert re.search(r"runtime:\s*\{\s*name:\s*'python'\s*version:\s*'3\.13'", code), (
+        "functionapp.bicep: functionAppConfig.runtime is not python 3.13"
     )
+    pipeline = (ROOT / "azure-pipelines.yml").read_text(encoding="utf-8")
+    assert re.search(r"pythonVersion:\s*'3\.13'", pipeline), "azure-pipelines.yml builds on another Python"
+    assert 'azure-functions-runtime==' in (ROOT / "requirements.txt").read_text(encoding="utf-8")
     assert "keyVaultReferenceIdentity:" in code, "functionapp.bicep: keyVaultReferenceIdentity is not set"
     assert "type: 'UserAssignedIdentity'" in code, "functionapp.bicep: deployment storage does not use the identity"
 
