@@ -47,10 +47,10 @@ from bench.webhook_latency import (
 from devhost.sandbox_graph import SandboxGraph
 from devhost.simulate import WebhookChange, fake_field_data
 from shared.ingest.transform import normalise_lead
+from shared.messaging.messages import LeadMessage
+from shared.messaging.sender import QueueSender
 from shared.models.lead import LEAD_FIELDS, GraphLead
-from shared.models.messages import LeadMessage
 from shared.queues.names import LEADS_QUEUE
-from shared.queues.sender import QueueSender
 from shared.store import Store
 from shared.store.sqlite import SqliteBackend
 

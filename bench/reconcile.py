@@ -35,10 +35,10 @@ from devhost.simulate import fake_field_data
 from shared.graph.client import GraphClient
 from shared.graph.integration import IntegrationMonitor
 from shared.graph.throttle import ThrottleGate
+from shared.messaging.sender import QueueSender
 from shared.models.lead import LEAD_FIELDS
 from shared.poller.reconcile import PollerConfig, PollerDeps, reconcile_window
 from shared.queues.names import LEADS_QUEUE
-from shared.queues.sender import QueueSender
 from tests.support.azurite import start_azurite
 
 PAGES = tuple(str(1_000_000_000_001 + n) for n in range(10))

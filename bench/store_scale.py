@@ -39,8 +39,8 @@ from devhost.sandbox_graph import SandboxGraph
 from devhost.simulate import WebhookChange, fake_field_data
 from shared import stats
 from shared.ingest.transform import normalise_lead
+from shared.messaging.messages import LeadMessage
 from shared.models.lead import LEAD_FIELDS, GraphLead, NormalisedLead
-from shared.models.messages import LeadMessage
 from shared.store import Store
 from shared.store.schema import utf16_length
 from shared.store.sqlite import SqliteBackend

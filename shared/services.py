@@ -20,14 +20,14 @@ from shared.graph.integration import IntegrationMonitor
 from shared.graph.throttle import ThrottleGate
 from shared.ingest.pipeline import IngestDeps, IngestPolicy
 from shared.logs import get_logger
+from shared.messaging.sender import QueueSender
+from shared.messaging.sweep import SweepReport, sweep_poison_queues
 from shared.notify.base import EmailSender
 from shared.notify.digest import render_daily_digest
 from shared.notify.notifier import NotifyDeps, NotifyPolicy, enqueue_notification
 from shared.notify.recipients import Recipients
 from shared.poller.reconcile import PollerConfig, PollerDeps
 from shared.queues.connection import StorageTarget
-from shared.queues.sender import QueueSender
-from shared.queues.sweep import SweepReport, sweep_poison_queues
 from shared.ratelimit import RateLimiter
 from shared.secrets import SecretProvider
 from shared.settings import Settings, get_settings

@@ -22,14 +22,14 @@ from pydantic import ValidationError
 
 from shared.errors import InvalidLead, LeadAgentError, PermanentError, TransientError
 from shared.graph.integration import IntegrationMonitor
-from shared.ingest.retry import retry_delay
 from shared.ingest.transform import normalise_lead
 from shared.logs import get_logger
+from shared.messaging.dead_letters import dead_letter_message, dead_letter_raw_body, send_dead_letter
+from shared.messaging.messages import DeadLetterInfo, LeadMessage
+from shared.messaging.retry import retry_delay
+from shared.messaging.sender import QueueSender
 from shared.models.lead import GraphLead
-from shared.models.messages import DeadLetterInfo, LeadMessage
-from shared.queues.dead_letters import dead_letter_message, dead_letter_raw_body, send_dead_letter
 from shared.queues.names import LEADS_QUEUE, poison_queue
-from shared.queues.sender import QueueSender
 from shared.store import Store
 from shared.store.failed_events import FailedEvent
 from shared.store.leads import AlreadyStored

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import re
 
+from shared.messaging.messages import LeadMessage
 from shared.models.lead import GraphLead, NormalisedLead
-from shared.models.messages import LeadMessage
 
 _PHONE_NOISE = re.compile(r"[\s().\-/]")
 

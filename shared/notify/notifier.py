@@ -36,28 +36,26 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from shared.errors import LeadAgentError, PermanentError, StoreUnavailable, TransientError
-from shared.ingest.retry import retry_delay
 from shared.logs import get_logger
-from shared.models.messages import DeadLetterInfo
+from shared.messaging.dead_letters import dead_letter_message, dead_letter_raw_body, send_dead_letter
+from shared.messaging.messages import DeadLetterInfo, NotificationKind, NotificationMessage, Receipt
+from shared.messaging.retry import retry_delay
+from shared.messaging.sender import QueueSender
 from shared.notify.base import EmailSender, OutcomeLookup, OutgoingEmail, SenderThrottled, SendOutcomeUnknown
 from shared.notify.content import RenderedEmail, render_alert, render_lead_email
 from shared.notify.models import AlertData, LeadSummary
 from shared.notify.recipients import Recipients
-from shared.queues.dead_letters import dead_letter_message, dead_letter_raw_body, send_dead_letter
 from shared.queues.names import NOTIFICATIONS_QUEUE, poison_queue
-from shared.queues.sender import QueueSender
 from shared.store import Store
 from shared.store.failed_events import FailedEvent
 from shared.store.leads import StoredLead
 from shared.store.outbox import STALE_CLAIM, PendingLead
-from shared.telemetry import current_traceparent
 
 log = get_logger(__name__)
 
-Kind = Literal["lead", "alert", "digest"]
 Outcome = Literal[
     "sent",  # the email went out (or its receipt was recorded)
     "recorded",  # a stuck send turned out to have gone out: recorded, nothing sent
@@ -73,35 +71,6 @@ Outcome = Literal[
 IN_PROGRESS_RECHECK_SECONDS = 30.0
 STORE_RECHECK_SECONDS = 15.0
 STUCK_AFTER = timedelta(minutes=10)
-
-
-class Receipt(BaseModel):
-    """An email the provider accepted whose `sent` record could not be written yet."""
-
-    model_config = ConfigDict(defer_build=True)
-
-    claim_id: str
-    keys: list[str]
-    provider_id: str
-
-
-class NotificationMessage(BaseModel):
-    """The `notifications` queue message: what to announce and how many sends were tried."""
-
-    model_config = ConfigDict(defer_build=True)
-
-    v: int = 1
-    kind: Kind
-    key: str
-    attempt: int = 0
-    last_error: str | None = None
-    receipt: Receipt | None = None
-    resend: bool = False
-    # W3C trace context of the ingestion that queued it (only while OpenTelemetry is on): the send continues it.
-    traceparent: str | None = Field(default_factory=current_traceparent)
-
-    def to_text(self) -> str:
-        return self.model_dump_json(exclude_none=True)
 
 
 @dataclass(frozen=True)
@@ -145,7 +114,7 @@ class NotifyResult:
     reason: str | None = None
 
 
-def enqueue_notification(queues: QueueSender, store: Store, kind: Kind, key: str, delay: float = 0) -> None:
+def enqueue_notification(queues: QueueSender, store: Store, kind: NotificationKind, key: str, delay: float = 0) -> None:
     """Queue a notification and mark its outbox row `queued` (the outbox flush covers a crash between)."""
     queues.send(NOTIFICATIONS_QUEUE, NotificationMessage(kind=kind, key=key).to_text(), delay_seconds=delay)
     store.outbox.mark_outbox_queued(kind, key)

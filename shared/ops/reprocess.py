@@ -11,9 +11,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from shared.models.messages import LeadMessage
+from shared.messaging.messages import LeadMessage
+from shared.messaging.sender import QueueSender
 from shared.queues.names import LEADS_QUEUE, NOTIFICATIONS_QUEUE, POISON_SUFFIX
-from shared.queues.sender import QueueSender
 from shared.store import Store
 from shared.store.failed_events import FailedEventRow
 from shared.store.leads import LeadRouting
@@ -75,7 +75,7 @@ def _requeue_failed_event(event: FailedEventRow, store: Store, sender: QueueSend
         text = message.to_text()
         lead_id: str | None = message.facebook_lead_id
     elif queue == NOTIFICATIONS_QUEUE:
-        from shared.notify.notifier import NotificationMessage
+        from shared.messaging.messages import NotificationMessage
 
         try:
             notification = NotificationMessage.model_validate_json(payload)

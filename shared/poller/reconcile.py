@@ -28,12 +28,12 @@ from shared.graph.client import GraphClient
 from shared.graph.integration import IntegrationMonitor
 from shared.incidents import close_incident, open_incident
 from shared.logs import get_logger
+from shared.messaging.messages import LeadMessage
+from shared.messaging.sender import QueueSender
 from shared.models.lead import parse_graph_time
-from shared.models.messages import LeadMessage
 from shared.poller.backfill import DAY_SECONDS, BackfillLimits, Gap, plan_poll
 from shared.poller.meta_health import check_token, ensure_subscription, token_error
 from shared.queues.names import LEADS_QUEUE
-from shared.queues.sender import QueueSender
 from shared.store import Store
 from shared.store.coordination import PollRun
 

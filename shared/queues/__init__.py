@@ -1,1 +1,1 @@
-"""Azure Storage queues: names, a base64 sender with timeouts, dead letters on `<queue>-poison`."""
+"""The storage account: where it is (`connection`) and what its queues and tables are called (`names`)."""

@@ -18,11 +18,11 @@ from pydantic_core import from_json
 
 from shared.errors import QueueUnavailable, SignatureInvalid
 from shared.logs import get_logger
+from shared.messaging.dead_letters import dead_letter_message, dead_letter_raw_body, send_dead_letter
+from shared.messaging.messages import DeadLetterInfo, LeadMessage, utc_now
+from shared.messaging.sender import MAX_MESSAGE_BYTES, QueueSender, encoded_size
 from shared.models.envelope import Change, Entry, LeadgenChange, WebhookEnvelope
-from shared.models.messages import DeadLetterInfo, LeadMessage, utc_now
-from shared.queues.dead_letters import dead_letter_message, dead_letter_raw_body, send_dead_letter
 from shared.queues.names import LEADS_QUEUE
-from shared.queues.sender import MAX_MESSAGE_BYTES, QueueSender, encoded_size
 from shared.webhook.signature import verify_signature
 
 log = get_logger(__name__)

@@ -15,9 +15,9 @@ from devhost.sandbox_graph import RunningSandbox, SandboxGraph, serve
 from shared.errors import TokenInvalid
 from shared.graph.client import GraphClient
 from shared.ingest.pipeline import IngestDeps, IngestPolicy, ingest_lead_message
-from shared.models.messages import LeadMessage
+from shared.messaging.messages import LeadMessage
+from shared.messaging.sender import QueueSender
 from shared.queues.names import LEADS_QUEUE, poison_queue
-from shared.queues.sender import QueueSender
 from shared.store import Store
 from shared.store.sqlite import SqliteBackend
 from tests.support.queues import drain_json, message_count, reset_queue

@@ -14,9 +14,9 @@ import pytest
 from devhost.sandbox_graph import RunningSandbox, SandboxGraph, serve
 from shared.graph.client import GraphClient
 from shared.ingest.pipeline import IngestDeps, IngestPolicy, ingest_lead_message
-from shared.models.messages import LeadMessage
+from shared.messaging.messages import LeadMessage
+from shared.messaging.sender import QueueSender
 from shared.queues.names import LEADS_QUEUE, poison_queue
-from shared.queues.sender import QueueSender
 from shared.store import Store
 from shared.store.mssql import MssqlBackend
 from shared.store.sqlite import SqliteBackend

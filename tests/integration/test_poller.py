@@ -16,10 +16,10 @@ from devhost.sandbox_graph import RunningSandbox, SandboxGraph, serve
 from shared.errors import GraphThrottled
 from shared.incidents import is_open
 from shared.ingest.pipeline import IngestDeps, ingest_lead_message
+from shared.messaging.sender import QueueSender
 from shared.poller.reconcile import poll_once, reconcile_window
 from shared.queues.connection import azurite_connection_string
 from shared.queues.names import LEADS_QUEUE, poison_queue
-from shared.queues.sender import QueueSender
 from tests.support.queues import drain_json, message_count, queue_client, reset_queue
 from tests.support.safety_net import APP_ID, APP_SECRET, PAGE, TOKEN, SafetyNet, build_safety_net, hours_ago
 from tests.support.waiting import free_port
@@ -75,7 +75,7 @@ def test_late_webhook_deliveries_after_a_backfill_are_counted_duplicates(net, gr
     poll_once(net.poller())
     net.drain_ingest()
     from shared.ingest.pipeline import ingest_lead_message
-    from shared.models.messages import LeadMessage
+    from shared.messaging.messages import LeadMessage
 
     late = LeadMessage(facebook_lead_id=lead_id, page_id=PAGE, form_id=FORM_1, source="webhook")
     assert ingest_lead_message(late.to_text().encode(), net.ingest_deps()).outcome == "duplicate"

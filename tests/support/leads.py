@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.ingest.transform import normalise_lead
+from shared.messaging.messages import LeadMessage
 from shared.models.lead import GraphLead, NormalisedLead
-from shared.models.messages import LeadMessage
 
 
 def graph_lead_payload(lead_id: str, name: str = "Zoë Åström", created: int = 1_790_000_000) -> dict[str, Any]:

@@ -12,12 +12,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from devhost.smtp_sink import SmtpSink
+from shared.messaging.sender import QueueSender
 from shared.notify.acs import AcsSender
 from shared.notify.notifier import NotifyDeps, NotifyPolicy, handle_notification
 from shared.notify.recipients import Recipients
 from shared.notify.smtp import SmtpSender
 from shared.queues.names import NOTIFICATIONS_QUEUE
-from shared.queues.sender import QueueSender
 from shared.store import Store
 from tests.support.acs import FakeAcsEmail
 from tests.support.queues import queue_client

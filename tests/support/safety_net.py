@@ -11,9 +11,9 @@ from shared.graph.client import GraphClient
 from shared.graph.integration import IntegrationMonitor
 from shared.graph.throttle import ThrottleGate
 from shared.ingest.pipeline import IngestDeps, IngestPolicy, ingest_lead_message
+from shared.messaging.sender import QueueSender
 from shared.poller.reconcile import PollerConfig, PollerDeps
 from shared.queues.names import LEADS_QUEUE
-from shared.queues.sender import QueueSender
 from shared.store import Store
 from shared.store.sqlite import SqliteBackend
 from tests.support.queues import queue_client

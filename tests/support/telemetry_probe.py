@@ -43,7 +43,7 @@ def loaded_telemetry_modules() -> list[str]:
 
 def report_off() -> dict[str, Any]:
     import function_app  # noqa: F401 - importing it is what is measured
-    from shared.models.messages import LeadMessage
+    from shared.messaging.messages import LeadMessage
     from shared.telemetry import telemetry_on
 
     return {

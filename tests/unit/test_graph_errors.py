@@ -17,7 +17,7 @@ from shared.errors import (
     TransientError,
 )
 from shared.graph.errors import classify_error
-from shared.ingest.retry import retry_delay
+from shared.messaging.retry import retry_delay
 
 
 def error(code, subcode=None):

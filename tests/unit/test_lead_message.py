@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from shared.models.messages import LeadMessage
+from shared.messaging.messages import LeadMessage
 
 
 @pytest.mark.parametrize("field", ["facebook_lead_id", "form_id"])

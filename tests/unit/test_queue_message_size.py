@@ -9,9 +9,9 @@ import zlib
 
 import pytest
 
-from shared.models.messages import DeadLetter, DeadLetterInfo
-from shared.queues.dead_letters import dead_letter_message, dead_letter_raw_body
-from shared.queues.sender import MAX_MESSAGE_BYTES, MessageTooLarge, QueueSender, encoded_size
+from shared.messaging.dead_letters import dead_letter_message, dead_letter_raw_body
+from shared.messaging.messages import DeadLetter, DeadLetterInfo
+from shared.messaging.sender import MAX_MESSAGE_BYTES, MessageTooLarge, QueueSender, encoded_size
 
 CJK = "漢" * 16_500  # 16,500 characters: 49,500 UTF-8 bytes, 66,000 once base64-encoded (over 64 KiB)
 

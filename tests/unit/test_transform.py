@@ -8,8 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 from shared.ingest.transform import normalise_lead, normalise_phone
+from shared.messaging.messages import LeadMessage
 from shared.models.lead import GraphLead
-from shared.models.messages import LeadMessage
 
 
 def graph_lead(field_data, **extra):

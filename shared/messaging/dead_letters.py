@@ -14,9 +14,9 @@ import json
 import zlib
 from typing import Any
 
-from shared.models.messages import DeadLetter, DeadLetterInfo
+from shared.messaging.messages import DeadLetter, DeadLetterInfo
+from shared.messaging.sender import MAX_MESSAGE_BYTES, QueueSender, encoded_size
 from shared.queues.names import poison_queue
-from shared.queues.sender import MAX_MESSAGE_BYTES, QueueSender, encoded_size
 
 HEADROOM_BYTES = 512  # JSON quoting and the encoding fields around a packed body
 

@@ -1,4 +1,4 @@
-"""Queue messages: one lead change on `leads-inbound`, and the dead-letter envelope on `-poison`."""
+"""Queue messages: a lead change on `leads-inbound`, a notification on `notifications`, a dead letter on `-poison`."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from shared.models.envelope import DigitsId, GraphId
 from shared.telemetry import current_traceparent
 
 LeadSource = Literal["webhook", "polling", "reprocess"]
+NotificationKind = Literal["lead", "alert", "digest"]
 MESSAGE_VERSION = 1
 
 
@@ -47,6 +48,35 @@ class LeadMessage(BaseModel):
 
     def to_text(self) -> str:
         """Compact JSON, the queue message text before the host's base64."""
+        return self.model_dump_json(exclude_none=True)
+
+
+class Receipt(BaseModel):
+    """An email the provider accepted whose `sent` record could not be written yet."""
+
+    model_config = ConfigDict(defer_build=True)
+
+    claim_id: str
+    keys: list[str]
+    provider_id: str
+
+
+class NotificationMessage(BaseModel):
+    """The `notifications` queue message: what to announce and how many sends were tried."""
+
+    model_config = ConfigDict(defer_build=True)
+
+    v: int = 1
+    kind: NotificationKind
+    key: str
+    attempt: int = 0
+    last_error: str | None = None
+    receipt: Receipt | None = None
+    resend: bool = False
+    # W3C trace context of the ingestion that queued it (only while OpenTelemetry is on): the send continues it.
+    traceparent: str | None = Field(default_factory=current_traceparent)
+
+    def to_text(self) -> str:
         return self.model_dump_json(exclude_none=True)
 
 
