@@ -22,11 +22,12 @@ def ingest_lead(msg: func.QueueMessage, context: func.Context) -> None:
         log_context(invocation_id=context.invocation_id, queue_message_id=msg.id, dequeue_count=msg.dequeue_count),
         continue_trace(msg.get_body(), "ingest_lead", LEADS_QUEUE),
     ):
-        result = ingest_lead_message(msg.get_body(), get_services().ingest_deps())
+        outcome = ingest_lead_message(msg.get_body(), get_services().ingest_deps())
+        message = outcome.message
         extra = {
             "stage": "ingest",
-            "outcome": result.outcome,
-            "facebook_lead_id": result.facebook_lead_id,
-            "source": result.source,
+            "outcome": outcome.outcome,
+            "facebook_lead_id": message.facebook_lead_id if message else None,
+            "source": message.source if message else None,
         }
-        log.info("ingest: %s", result.outcome, extra={**extra, "attempt": result.attempt})
+        log.info("ingest: %s", outcome.outcome, extra={**extra, "attempt": outcome.attempt})

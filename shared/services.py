@@ -18,8 +18,9 @@ from shared.errors import QueueUnavailable
 from shared.graph.client import GraphClient
 from shared.graph.integration import IntegrationMonitor
 from shared.graph.throttle import ThrottleGate
-from shared.ingest.pipeline import IngestDeps, IngestPolicy
+from shared.ingest.pipeline import IngestDeps
 from shared.logs import get_logger
+from shared.messaging.retry import RetryPolicy
 from shared.messaging.sender import QueueSender
 from shared.messaging.sweep import SweepReport, sweep_poison_queues
 from shared.notify.base import EmailSender
@@ -131,7 +132,7 @@ class Services:
             store=self.store,
             fetch_lead=self.graph.fetch_lead,
             sender=self.sender,
-            policy=IngestPolicy(
+            policy=RetryPolicy(
                 settings.ingest_max_attempts,
                 settings.retry_base_seconds,
                 settings.retry_max_seconds,

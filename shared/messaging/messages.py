@@ -46,6 +46,11 @@ class LeadMessage(BaseModel):
     # Set only while OpenTelemetry is on (shared/telemetry.py); the retries' copies keep it.
     traceparent: str | None = Field(default_factory=current_traceparent)
 
+    @property
+    def lead_id(self) -> str:
+        """The lead this message names (dead letters and audit rows carry it)."""
+        return self.facebook_lead_id
+
     def to_text(self) -> str:
         """Compact JSON, the queue message text before the host's base64."""
         return self.model_dump_json(exclude_none=True)
@@ -75,6 +80,11 @@ class NotificationMessage(BaseModel):
     resend: bool = False
     # W3C trace context of the ingestion that queued it (only while OpenTelemetry is on): the send continues it.
     traceparent: str | None = Field(default_factory=current_traceparent)
+
+    @property
+    def lead_id(self) -> str | None:
+        """The lead a lead notification announces; None for alerts and digests."""
+        return self.key if self.kind == "lead" else None
 
     def to_text(self) -> str:
         return self.model_dump_json(exclude_none=True)

@@ -14,8 +14,9 @@ import pytest
 from devhost.sandbox_graph import RunningSandbox, SandboxGraph, serve
 from shared.errors import TokenInvalid
 from shared.graph.client import GraphClient
-from shared.ingest.pipeline import IngestDeps, IngestPolicy, ingest_lead_message
+from shared.ingest.pipeline import IngestDeps, ingest_lead_message
 from shared.messaging.messages import LeadMessage
+from shared.messaging.retry import RetryPolicy
 from shared.messaging.sender import QueueSender
 from shared.queues.names import LEADS_QUEUE, poison_queue
 from shared.store import Store
@@ -49,7 +50,7 @@ def deps(azurite, graph: RunningSandbox, tmp_path: Path, token_errors: list[Toke
     client = GraphClient(
         graph.url, "v26.0", token=lambda: TOKEN, timeout_seconds=2, on_token_invalid=token_errors.append
     )
-    return IngestDeps(store, client.fetch_lead, QueueSender(azurite.connection_string), IngestPolicy(5, 1, 60))
+    return IngestDeps(store, client.fetch_lead, QueueSender(azurite.connection_string), RetryPolicy(5, 1, 60))
 
 
 def message_for(lead_id: str, attempt: int = 0) -> bytes:

@@ -13,8 +13,9 @@ import pytest
 
 from devhost.sandbox_graph import RunningSandbox, SandboxGraph, serve
 from shared.graph.client import GraphClient
-from shared.ingest.pipeline import IngestDeps, IngestPolicy, ingest_lead_message
+from shared.ingest.pipeline import IngestDeps, ingest_lead_message
 from shared.messaging.messages import LeadMessage
+from shared.messaging.retry import RetryPolicy
 from shared.messaging.sender import QueueSender
 from shared.queues.names import LEADS_QUEUE, poison_queue
 from shared.store import Store
@@ -43,7 +44,7 @@ def deps(azurite, graph: RunningSandbox, tmp_path: Path) -> IngestDeps:
     store = Store(SqliteBackend(str(tmp_path / "leads.db")))
     store.migrate()
     client = GraphClient(graph.url, "v26.0", token=lambda: TOKEN, timeout_seconds=2)
-    return IngestDeps(store, client.fetch_lead, QueueSender(azurite.connection_string), IngestPolicy(5, 1, 60))
+    return IngestDeps(store, client.fetch_lead, QueueSender(azurite.connection_string), RetryPolicy(5, 1, 60))
 
 
 def create_lead(graph: RunningSandbox, name: str = "Zoë Åström 🌞") -> str:
@@ -77,7 +78,7 @@ def stored_rows(deps: IngestDeps) -> list[sqlite3.Row]:
 def test_lead_is_fetched_validated_and_stored_with_every_answer(deps, graph):
     lead_id = create_lead(graph)
     result = ingest_lead_message(message_for(lead_id), deps)
-    assert (result.outcome, result.facebook_lead_id) == ("stored", lead_id)
+    assert result.outcome == "stored" and result.message is not None and result.message.facebook_lead_id == lead_id
     [row] = stored_rows(deps)
     assert row["full_name"] == "Zoë Åström 🌞"
     assert row["email"] == "zoe@example.com"
@@ -149,7 +150,7 @@ def test_transient_graph_failure_requeues_with_a_delay_not_poison(deps, graph, a
 def test_requeued_message_carries_the_attempt_and_then_stores(deps, graph, azurite):
     lead_id = create_lead(graph)
     graph.sandbox.add_fault("server_error", count=1)
-    deps.policy = IngestPolicy(max_attempts=5, retry_base_seconds=0, retry_max_seconds=60)
+    deps.policy = RetryPolicy(max_attempts=5, retry_base_seconds=0, retry_max_seconds=60)
     ingest_lead_message(message_for(lead_id), deps)
     [retry] = drain_json(azurite.connection_string, LEADS_QUEUE)
     assert retry["attempt"] == 1 and retry["last_error"].startswith("GraphUnavailable")
@@ -251,7 +252,7 @@ def test_a_token_outage_on_azure_sql_requeues_with_a_delay_never_poison(deps, gr
 def test_a_deadlock_on_azure_sql_requeues_and_the_retry_stores_the_lead(deps, graph, azurite, tmp_path):
     lead_id = create_lead(graph)
     deps, server = on_azure_sql(deps, tmp_path)
-    deps.policy = IngestPolicy(max_attempts=5, retry_base_seconds=0, retry_max_seconds=60)
+    deps.policy = RetryPolicy(max_attempts=5, retry_base_seconds=0, retry_max_seconds=60)
     server.fail_on("INSERT INTO leads", deadlock())
     assert ingest_lead_message(message_for(lead_id), deps).outcome == "retrying"
     [retry] = drain_json(azurite.connection_string, LEADS_QUEUE)

@@ -10,7 +10,8 @@ from devhost.sandbox_graph import RunningSandbox
 from shared.graph.client import GraphClient
 from shared.graph.integration import IntegrationMonitor
 from shared.graph.throttle import ThrottleGate
-from shared.ingest.pipeline import IngestDeps, IngestPolicy, ingest_lead_message
+from shared.ingest.pipeline import IngestDeps, ingest_lead_message
+from shared.messaging.retry import RetryPolicy
 from shared.messaging.sender import QueueSender
 from shared.poller.reconcile import PollerConfig, PollerDeps
 from shared.queues.names import LEADS_QUEUE
@@ -50,7 +51,7 @@ class SafetyNet:
 
     def ingest_deps(self) -> IngestDeps:
         return IngestDeps(
-            self.store, self.client.fetch_lead, self.sender, IngestPolicy(5, 0, 60, 1), monitor=self.monitor
+            self.store, self.client.fetch_lead, self.sender, RetryPolicy(5, 0, 60, 1), monitor=self.monitor
         )
 
     def drain_ingest(self) -> list[str]:
