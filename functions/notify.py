@@ -8,7 +8,7 @@ import azure.functions as func
 
 from shared.logs import get_logger, log_context
 from shared.notify.digest import digest_key
-from shared.notify.notifier import enqueue_notification, flush_outbox, handle_notification
+from shared.notify.notifier import Sent, enqueue_notification, flush_outbox, handle_notification
 from shared.queues.names import NOTIFICATIONS_QUEUE
 from shared.services import get_services
 from shared.telemetry import continue_trace
@@ -25,10 +25,9 @@ def send_notification(msg: func.QueueMessage, context: func.Context) -> None:
         log_context(invocation_id=context.invocation_id, queue_message_id=msg.id, dequeue_count=msg.dequeue_count),
         continue_trace(msg.get_body(), "send_notification", NOTIFICATIONS_QUEUE),
     ):
-        result = handle_notification(msg.get_body(), get_services().notify_deps())
-        log.info(
-            "notify: %s", result.outcome, extra={"stage": "notify", "outcome": result.outcome, "leads": result.leads}
-        )
+        outcome = handle_notification(msg.get_body(), get_services().notify_deps())
+        leads = outcome.result.leads if isinstance(outcome.result, Sent) else 0
+        log.info("notify: %s", outcome.outcome, extra={"stage": "notify", "outcome": outcome.outcome, "leads": leads})
 
 
 @bp.function_name("flush_outbox")

@@ -25,7 +25,6 @@ price of a rare, labelled repeat.
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import time
@@ -34,55 +33,39 @@ from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import Literal
-
-from pydantic import ValidationError
 
 from shared.errors import LeadAgentError, PermanentError, StoreUnavailable, TransientError
 from shared.logs import get_logger
-from shared.messaging.dead_letters import dead_letter_message, dead_letter_raw_body, send_dead_letter
-from shared.messaging.messages import DeadLetterInfo, NotificationKind, NotificationMessage, Receipt
-from shared.messaging.retry import retry_delay
+from shared.messaging.messages import NotificationKind, NotificationMessage, Receipt
+from shared.messaging.processor import Consumer, Handled, LookAgain, Outcome, process
+from shared.messaging.retry import RetryPolicy
 from shared.messaging.sender import QueueSender
 from shared.notify.base import EmailSender, OutcomeLookup, OutgoingEmail, SenderThrottled, SendOutcomeUnknown
 from shared.notify.content import RenderedEmail, render_alert, render_lead_email
 from shared.notify.models import AlertData, LeadSummary
 from shared.notify.recipients import Recipients
-from shared.queues.names import NOTIFICATIONS_QUEUE, poison_queue
+from shared.queues.names import NOTIFICATIONS_QUEUE
 from shared.store import Store
-from shared.store.failed_events import FailedEvent
 from shared.store.leads import StoredLead
 from shared.store.outbox import STALE_CLAIM, PendingLead
 
 log = get_logger(__name__)
 
-Outcome = Literal[
-    "sent",  # the email went out (or its receipt was recorded)
-    "recorded",  # a stuck send turned out to have gone out: recorded, nothing sent
-    "duplicate",
-    "waiting",
-    "retrying",
-    "throttled",
-    "in_progress",
-    "superseded",  # the claim was taken over before the send began: nothing sent, looked at again later
-    "dead_lettered",
-    "skipped",
-]
 IN_PROGRESS_RECHECK_SECONDS = 30.0
 STORE_RECHECK_SECONDS = 15.0
 STUCK_AFTER = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
-class NotifyPolicy:
-    """Caps and retries (from settings)."""
+class NotifyPolicy(RetryPolicy):
+    """The retry ladder of sends plus the sending caps (from settings)."""
 
-    per_minute: int = 5
-    per_hour: int = 10
-    max_group: int = 50
     max_attempts: int = 4
     retry_base_seconds: float = 30.0
     retry_max_seconds: float = 900.0
+    per_minute: int = 5
+    per_hour: int = 10
+    max_group: int = 50
 
 
 @dataclass
@@ -103,15 +86,16 @@ class NotifyDeps:
 
 
 @dataclass(frozen=True)
-class NotifyResult:
-    """What happened to one message (ids and counts only)."""
+class Sent(Handled):
+    """A notification that is done, with what went out (emails) and how many leads it announced."""
 
-    outcome: Outcome
-    key: str | None
     emails: int = 0
     leads: int = 0
-    delay_seconds: float | None = None
-    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class StoreAway(LookAgain):
+    """The database is away: look again shortly, without using an attempt."""
 
 
 def enqueue_notification(queues: QueueSender, store: Store, kind: NotificationKind, key: str, delay: float = 0) -> None:
@@ -128,48 +112,57 @@ def flush_outbox(queues: QueueSender, store: Store, now: datetime, grace: timede
     return len(due)
 
 
-def handle_notification(body: bytes, deps: NotifyDeps) -> NotifyResult:
-    """Process one `notifications` message; only `QueueUnavailable` escapes (the host retries it)."""
-    try:
-        message = NotificationMessage.model_validate_json(body)
-    except ValidationError as exc:
-        info = DeadLetterInfo(
-            reason=f"malformed notification: {exc.errors()[0]['msg']}", stage="notify", error_type="MalformedMessage"
-        )
-        send_dead_letter(deps.queues, NOTIFICATIONS_QUEUE, dead_letter_raw_body(info, body))
-        return NotifyResult("dead_lettered", None, reason=info.reason)
+def handle_notification(body: bytes, deps: NotifyDeps) -> Outcome[NotificationMessage, Handled]:
+    """Process one `notifications` message; at most one email per notification. Only `QueueUnavailable` escapes.
+
+    The outcome's word: `sent`, `recorded` (a stuck send had gone out), `duplicate`, `skipped`;
+    looked at again later: `waiting` (cap, database away), `throttled`, `in_progress`, `superseded`;
+    or the processor's `retrying` / `dead_lettered`.
+    """
+    consumer = Consumer(NOTIFICATIONS_QUEUE, "notify", "notification", deps.policy, deps.queues, deps.store, deps.rng)
+    outcome = process(body, NotificationMessage, lambda message: _handle_or_wait(message, deps), consumer)
+    message = outcome.message
+    if message is not None and outcome.delay_seconds is not None and not isinstance(outcome.result, StoreAway):
+        # The outbox row learns when its message is due, so the flush does not copy a message that waits.
+        # Best effort: without it the flush makes one harmless extra copy (the claim stops a second email).
+        due = deps.clock() + timedelta(seconds=outcome.delay_seconds)
+        with suppress(StoreUnavailable):
+            deps.store.outbox.mark_outbox_queued(message.kind, message.key, due)
+    return outcome
+
+
+def _handle_or_wait(message: NotificationMessage, deps: NotifyDeps) -> Handled | LookAgain:
     try:
         return _handle(message, deps)
     except StoreUnavailable as exc:  # the database is away: wait without using an attempt
-        reason = f"StoreUnavailable: {exc}"[:300]
-        return _requeue(message, deps, STORE_RECHECK_SECONDS, "waiting", reason=reason, store_away=True)
+        return StoreAway("waiting", STORE_RECHECK_SECONDS, f"StoreUnavailable: {exc}"[:300])
 
 
-def _handle(message: NotificationMessage, deps: NotifyDeps) -> NotifyResult:
+def _handle(message: NotificationMessage, deps: NotifyDeps) -> Handled | LookAgain:
     if message.receipt is not None:
         receipt = message.receipt
         _mark_sent(deps, message, receipt.claim_id, receipt.keys, receipt.provider_id)
-        return NotifyResult("sent", message.key, reason="receipt recorded")
+        return Sent("sent", reason="receipt recorded")
     channel = deps.sender.name
     state = deps.store.outbox.notification_state(message.key, message.kind, channel)
     if state is not None:
         status, claim_id, claimed_at = state.status, state.claim_id, state.claimed_at
         if status == "sent":
-            return NotifyResult("duplicate", message.key)
+            return Handled("duplicate")
         if status == "claimed" and deps.clock() - claimed_at <= STALE_CLAIM:
-            return _requeue(message, deps, IN_PROGRESS_RECHECK_SECONDS, "in_progress")
+            return LookAgain("in_progress", IN_PROGRESS_RECHECK_SECONDS)
         if status == "sending":
             if deps.clock() - claimed_at <= deps.stuck_after:
-                return _requeue(message, deps, IN_PROGRESS_RECHECK_SECONDS, "in_progress")
+                return LookAgain("in_progress", IN_PROGRESS_RECHECK_SECONDS)
             settled = _settle_stuck(message, deps, claim_id)
-            if isinstance(settled, NotifyResult):
+            if not isinstance(settled, NotificationMessage):
                 return settled
             message = settled
-    try:
-        stored: list[datetime] = []
-        email, keys, claim_id, slot = _prepare(message, deps, channel, stored)
-    except _Skip as skip:
-        return NotifyResult(skip.outcome, message.key, delay_seconds=skip.delay, reason=skip.reason)
+    stored: list[datetime] = []
+    prepared = _prepare(message, deps, channel, stored)
+    if not isinstance(prepared, _Prepared):
+        return prepared
+    email, keys, claim_id, slot = prepared.email, prepared.keys, prepared.claim_id, prepared.slot
     try:
         held = deps.store.outbox.begin_send(claim_id) and set(deps.store.outbox.claimed_keys(claim_id)) == set(keys)
     except StoreUnavailable:
@@ -181,18 +174,29 @@ def _handle(message: NotificationMessage, deps: NotifyDeps) -> NotifyResult:
         provider_id = deps.sender.send(email)
     except SenderThrottled as exc:
         deps.store.outbox.release_claim(claim_id)
-        return _requeue(message, deps, max(exc.retry_after, 1.0), "throttled", reason=str(exc))
+        return LookAgain("throttled", max(exc.retry_after, 1.0), str(exc))
     except SendOutcomeUnknown as exc:
         return _outcome_unknown(message, deps, exc)
-    except TransientError as exc:
-        return _failed(message, deps, channel, claim_id, exc, exhausted=message.attempt + 1 >= deps.policy.max_attempts)
-    except PermanentError as exc:
-        return _failed(message, deps, channel, claim_id, exc, exhausted=True)
+    except (TransientError, PermanentError) as exc:
+        _give_back(message, deps, channel, claim_id, exc)
+        raise
     _record_sent(deps, message, claim_id, keys, provider_id)
     latency = None if not stored else round((datetime.now(UTC) - min(stored)).total_seconds() * 1000)
     dims = {"stage": "notify", "outcome": "sent", "kind": message.kind, "leads": len(keys), "latency_ms": latency}
     log.info("notify: sent", extra=dims)
-    return NotifyResult("sent", message.key, emails=1, leads=len(keys) if message.kind == "lead" else 0)
+    return Sent("sent", emails=1, leads=len(keys) if message.kind == "lead" else 0)
+
+
+def _give_back(
+    message: NotificationMessage, deps: NotifyDeps, channel: str, claim_id: str, exc: LeadAgentError
+) -> None:
+    """A send failed: give the claim back; when no retry follows, keep the notification as `failed` first."""
+    if isinstance(exc, PermanentError) or deps.policy.exhausted(message.attempt):
+        reason = f"{type(exc).__name__}: {exc}"[:500]
+        deps.store.outbox.mark_notification_failed(
+            claim_id, message.key, message.kind, channel, reason, message.attempt + 1
+        )
+    deps.store.outbox.release_claim(claim_id)  # the rest of the group goes back to pending; a failed row stays
 
 
 def _record_sent(
@@ -231,7 +235,9 @@ def _mark_sent(
         deps.store.audit("notification_sent_late", None, {"kind": message.kind, "key": message.key})
 
 
-def _settle_stuck(message: NotificationMessage, deps: NotifyDeps, claim_id: str) -> NotifyResult | NotificationMessage:
+def _settle_stuck(
+    message: NotificationMessage, deps: NotifyDeps, claim_id: str
+) -> Handled | LookAgain | NotificationMessage:
     """Settle a claim stuck in `sending`: ask the sender what became of its send before sending again.
 
     Sent → recorded under the stuck claim, nothing sent (`recorded`). Still running → look again
@@ -244,12 +250,12 @@ def _settle_stuck(message: NotificationMessage, deps: NotifyDeps, claim_id: str)
         try:
             provider_id = deps.sender.outcome(claim_id)
         except SendOutcomeUnknown as exc:
-            return _requeue(message, deps, IN_PROGRESS_RECHECK_SECONDS, "in_progress", reason=str(exc)[:300])
+            return LookAgain("in_progress", IN_PROGRESS_RECHECK_SECONDS, str(exc)[:300])
         except SenderThrottled as exc:
-            return _requeue(message, deps, max(exc.retry_after, 1.0), "throttled", reason=str(exc))
-        except TransientError as exc:
-            if message.attempt + 1 < deps.policy.max_attempts:
-                return _retry(message, deps, f"outcome of the stuck send unknown: {type(exc).__name__}: {exc}")
+            return LookAgain("throttled", max(exc.retry_after, 1.0), str(exc))
+        except TransientError:
+            if not deps.policy.exhausted(message.attempt):
+                raise  # look again after the backoff, using one attempt
         except PermanentError:
             pass
         else:
@@ -257,46 +263,43 @@ def _settle_stuck(message: NotificationMessage, deps: NotifyDeps, claim_id: str)
                 return _confirm_sent(message, deps, claim_id, provider_id)
             went_out = False
     if not deps.store.outbox.take_over_stuck(claim_id):
-        return _requeue(message, deps, IN_PROGRESS_RECHECK_SECONDS, "in_progress")
+        return LookAgain("in_progress", IN_PROGRESS_RECHECK_SECONDS)
     labelled = went_out is None
     action = "notification_resent" if labelled else "notification_taken_over"
     deps.store.audit(action, None, {"kind": message.kind, "key": message.key})
     return message.model_copy(update={"resend": labelled})
 
 
-def _confirm_sent(message: NotificationMessage, deps: NotifyDeps, claim_id: str, provider_id: str) -> NotifyResult:
+def _confirm_sent(message: NotificationMessage, deps: NotifyDeps, claim_id: str, provider_id: str) -> Sent:
     """The stuck send did go out: record it, for every lead its claim holds, and send nothing."""
     keys = deps.store.outbox.claimed_keys(claim_id)
     _mark_sent(deps, message, claim_id, keys, provider_id)
     with suppress(LeadAgentError):
         deps.store.audit("notification_confirmed", None, {"kind": message.kind, "key": message.key})
     log.info("notify: a stuck send had gone out; recorded", extra={"stage": "notify", "outcome": "recorded"})
-    return NotifyResult("recorded", message.key, leads=len(keys) if message.kind == "lead" else 0)
+    return Sent("recorded", leads=len(keys) if message.kind == "lead" else 0)
 
 
-def _superseded(message: NotificationMessage, deps: NotifyDeps, claim_id: str, slot: str) -> NotifyResult:
+def _superseded(message: NotificationMessage, deps: NotifyDeps, claim_id: str, slot: str) -> LookAgain:
     """The claim went stale and another instance took it (or one of its leads) before the send began.
 
     Nothing is sent: what this claim still holds and its sending slot are given back, and the message
     looks again later (by then sent by the other holder, or claimable again).
     """
-    _release_quietly(deps, claim_id)
-    with suppress(StoreUnavailable):
-        deps.store.outbox.release_email_slot(slot)
+    _give_back_slot(deps, claim_id, slot)
     with suppress(LeadAgentError):
         deps.store.audit("notification_superseded", None, {"kind": message.kind, "key": message.key})
     log.warning("notify: claim taken over before the send", extra={"stage": "notify", "outcome": "superseded"})
-    reason = "claim taken over before the send"
-    return _requeue(message, deps, IN_PROGRESS_RECHECK_SECONDS, "superseded", reason=reason)
+    return LookAgain("superseded", IN_PROGRESS_RECHECK_SECONDS, "claim taken over before the send")
 
 
-def _outcome_unknown(message: NotificationMessage, deps: NotifyDeps, exc: SendOutcomeUnknown) -> NotifyResult:
+def _outcome_unknown(message: NotificationMessage, deps: NotifyDeps, exc: SendOutcomeUnknown) -> LookAgain:
     """The provider may have the email: keep the claim `sending`, and look again once it counts as stuck."""
     log.warning("notify: send outcome unknown, claim kept", extra={"stage": "notify", "outcome": "in_progress"})
     with suppress(LeadAgentError):
         deps.store.audit("notify_outcome_unknown", None, {"kind": message.kind, "key": message.key})
     delay = max(IN_PROGRESS_RECHECK_SECONDS, deps.stuck_after.total_seconds())
-    return _requeue(message, deps, delay, "in_progress", reason=f"SendOutcomeUnknown: {exc}"[:300])
+    return LookAgain("in_progress", delay, f"SendOutcomeUnknown: {exc}"[:300])
 
 
 def _release_quietly(deps: NotifyDeps, claim_id: str) -> None:
@@ -305,22 +308,24 @@ def _release_quietly(deps: NotifyDeps, claim_id: str) -> None:
         deps.store.outbox.release_claim(claim_id)
 
 
-class _Skip(Exception):
-    def __init__(self, outcome: Outcome, delay: float | None = None, reason: str | None = None) -> None:
-        super().__init__(reason or outcome)
-        self.outcome: Outcome = outcome
-        self.delay = delay
-        self.reason = reason
+@dataclass(frozen=True)
+class _Prepared:
+    """An email ready to go: what it carries (`keys`) under `claim_id`, in the sending slot `slot`."""
+
+    email: OutgoingEmail
+    keys: list[str]
+    claim_id: str
+    slot: str
 
 
 def _prepare(
     message: NotificationMessage, deps: NotifyDeps, channel: str, stored: list[datetime]
-) -> tuple[OutgoingEmail, list[str], str, str]:
-    """Reserve a slot and claim what this email will carry; raise `_Skip` when there is nothing to send now."""
+) -> _Prepared | Handled | LookAgain:
+    """Reserve a slot and claim what this email will carry; the result instead when there is nothing to send now."""
     recipients = _recipients(message, deps)
     if not recipients:
         deps.store.outbox.mark_outbox(message.kind, message.key, "skipped")
-        raise _Skip("skipped", reason="no recipients configured")
+        return Handled("skipped", "no recipients configured")
     now = deps.clock()
     policy = deps.policy
     slot, claim_id = uuid.uuid4().hex, uuid.uuid4().hex
@@ -328,34 +333,51 @@ def _prepare(
         message.key, message.kind, channel, claim_id, slot, now, policy.per_minute, policy.per_hour
     )
     if claim == "cap_reached":
-        delay = _cap_wait(message, deps, now)
-        _requeue(message, deps, delay, "waiting")
-        raise _Skip("waiting", delay=delay, reason="email cap reached")
+        return LookAgain("waiting", _cap_wait(message, deps, now), "email cap reached")
     if claim == "taken":
-        _requeue(message, deps, IN_PROGRESS_RECHECK_SECONDS, "in_progress")
-        raise _Skip("in_progress", delay=IN_PROGRESS_RECHECK_SECONDS)
+        return LookAgain("in_progress", IN_PROGRESS_RECHECK_SECONDS)
     keys = [message.key]
     try:
-        if message.kind == "lead":
-            keys += _claim_group(message.key, recipients, deps, channel, claim_id)
-            rendered = _render_leads(keys, deps, stored)
-        elif message.kind == "alert":
-            rendered = _render_alert(message.key, deps)
-        else:
-            if deps.build_digest is None:
-                raise _Skip("skipped", reason="digest not configured")
-            rendered = deps.build_digest(message.key)
+        rendered = _render(message, deps, recipients, channel, claim_id, keys, stored)
     except BaseException:
-        _release_quietly(deps, claim_id)
-        with suppress(StoreUnavailable):
-            deps.store.outbox.release_email_slot(slot)
+        _give_back_slot(deps, claim_id, slot)
         raise
+    if isinstance(rendered, Handled):
+        _give_back_slot(deps, claim_id, slot)
+        return rendered
     subject = f"(resent) {rendered.subject}" if message.resend else rendered.subject
     if message.kind == "digest":
         email = OutgoingEmail(subject, rendered.text, rendered.html, bcc=recipients, idempotency_key=claim_id)
     else:
         email = OutgoingEmail(subject, rendered.text, rendered.html, to=recipients, idempotency_key=claim_id)
-    return email, keys, claim_id, slot
+    return _Prepared(email, keys, claim_id, slot)
+
+
+def _render(
+    message: NotificationMessage,
+    deps: NotifyDeps,
+    recipients: tuple[str, ...],
+    channel: str,
+    claim_id: str,
+    keys: list[str],
+    stored: list[datetime],
+) -> RenderedEmail | Handled:
+    """The email's content; for a lead, first claim the other pending leads it will carry (into `keys`)."""
+    if message.kind == "lead":
+        keys += _claim_group(message.key, recipients, deps, channel, claim_id)
+        return _render_leads(keys, deps, stored)
+    if message.kind == "alert":
+        return _render_alert(message.key, deps)
+    if deps.build_digest is None:
+        return Handled("skipped", "digest not configured")
+    return deps.build_digest(message.key)
+
+
+def _give_back_slot(deps: NotifyDeps, claim_id: str, slot: str) -> None:
+    """Give back a claim and its sending slot when nothing is sent under them (best effort)."""
+    _release_quietly(deps, claim_id)
+    with suppress(StoreUnavailable):
+        deps.store.outbox.release_email_slot(slot)
 
 
 def _cap_wait(message: NotificationMessage, deps: NotifyDeps, now: datetime) -> float:
@@ -397,7 +419,7 @@ def _claim_group(first: str, recipients: tuple[str, ...], deps: NotifyDeps, chan
     return deps.store.outbox.claim_group(first, channel, claim_id, deps.policy.max_group, same_recipients)
 
 
-def _render_leads(keys: list[str], deps: NotifyDeps, stored: list[datetime]) -> RenderedEmail:
+def _render_leads(keys: list[str], deps: NotifyDeps, stored: list[datetime]) -> RenderedEmail | Handled:
     rows = {row.facebook_lead_id: row for row in deps.store.leads.leads(keys)}
     summaries = []
     for key in keys:
@@ -407,7 +429,7 @@ def _render_leads(keys: list[str], deps: NotifyDeps, stored: list[datetime]) -> 
         stored.append(row.stored_at)
         summaries.append(lead_summary(row, deps.form_name(row.form_id) if row.form_id else None))
     if not summaries:
-        raise _Skip("skipped", reason="lead not stored")
+        return Handled("skipped", "lead not stored")
     return render_lead_email(summaries, deps.tz)
 
 
@@ -434,88 +456,11 @@ def lead_summary(row: StoredLead, form_name: str | None) -> LeadSummary:
     )
 
 
-def _render_alert(key: str, deps: NotifyDeps) -> RenderedEmail:
+def _render_alert(key: str, deps: NotifyDeps) -> RenderedEmail | Handled:
     payload = deps.store.outbox.outbox_payload("alert", key)
     if payload is None:
-        raise _Skip("skipped", reason="alert not in the outbox")
+        return Handled("skipped", "alert not in the outbox")
     at = datetime.fromisoformat(str(payload["at"]).replace("Z", "+00:00"))
     return render_alert(
         AlertData(payload["kind"], bool(payload["opened"]), at, dict(payload.get("detail") or {})), deps.tz
     )
-
-
-def _requeue(
-    message: NotificationMessage,
-    deps: NotifyDeps,
-    delay: float,
-    outcome: Outcome,
-    attempt: int | None = None,
-    reason: str | None = None,
-    store_away: bool = False,
-) -> NotifyResult:
-    update: dict[str, object] = {} if attempt is None else {"attempt": attempt, "last_error": reason}
-    deps.queues.send(NOTIFICATIONS_QUEUE, message.model_copy(update=update).to_text(), delay_seconds=delay)
-    if not store_away:
-        # The outbox row learns when its message is due, so the flush does not copy a message that waits.
-        # Best effort: without it the flush makes one harmless extra copy (the claim stops a second email).
-        with suppress(StoreUnavailable):
-            deps.store.outbox.mark_outbox_queued(message.kind, message.key, deps.clock() + timedelta(seconds=delay))
-    return NotifyResult(outcome, message.key, delay_seconds=delay, reason=reason)
-
-
-def _failed(
-    message: NotificationMessage, deps: NotifyDeps, channel: str, claim_id: str, exc: LeadAgentError, exhausted: bool
-) -> NotifyResult:
-    reason = f"{type(exc).__name__}: {exc}"[:500]
-    attempts = message.attempt + 1
-    if not exhausted:
-        deps.store.outbox.release_claim(claim_id)
-        return _retry(message, deps, reason)
-    deps.store.outbox.mark_notification_failed(claim_id, message.key, message.kind, channel, reason, attempts)
-    deps.store.outbox.release_claim(claim_id)  # the rest of the group goes back to pending; the failed row stays
-    if not isinstance(exc, PermanentError):
-        reason = f"attempts exhausted after {attempts}: {reason}"
-    return _dead_letter(message.model_copy(update={"attempt": attempts}), reason, type(exc).__name__, deps)
-
-
-def _retry(message: NotificationMessage, deps: NotifyDeps, reason: str) -> NotifyResult:
-    """Look again after the backoff, using one attempt."""
-    attempts = message.attempt + 1
-    policy = deps.policy
-    delay = retry_delay(message.attempt, policy.retry_base_seconds, policy.retry_max_seconds, rng=deps.rng)
-    log.warning("notify: send failed, retrying", extra={"stage": "notify", "outcome": "retrying", "attempt": attempts})
-    with suppress(LeadAgentError):
-        deps.store.audit("notify_retry", None, {"kind": message.kind, "key": message.key, "attempt": attempts})
-    return _requeue(message, deps, delay, "retrying", attempt=attempts, reason=reason[:500])
-
-
-def _dead_letter(message: NotificationMessage, reason: str, error_type: str, deps: NotifyDeps) -> NotifyResult:
-    info = DeadLetterInfo(
-        reason=reason,
-        stage="notify",
-        error_type=error_type,
-        attempts=message.attempt,
-        facebook_lead_id=message.key if message.kind == "lead" else None,
-    )
-    payload = json.loads(message.to_text())
-    send_dead_letter(deps.queues, NOTIFICATIONS_QUEUE, dead_letter_message(info, payload))
-    try:
-        deps.store.failed_events.record_failed_event(
-            FailedEvent(
-                queue=poison_queue(NOTIFICATIONS_QUEUE),
-                stage="notify",
-                error=reason,
-                attempts=message.attempt,
-                payload=message.to_text(),
-                facebook_lead_id=info.facebook_lead_id,
-                failed_at=info.failed_at,
-                dead_letter_id=info.id,
-            )
-        )
-    except LeadAgentError as exc:  # the sweep records it from the poison queue later
-        log.warning(
-            "notify: dead letter kept on the poison queue only (store unavailable)",
-            extra={"error_type": type(exc).__name__},
-        )
-    log.error("notify: dead-lettered", extra={"stage": "notify", "outcome": "dead_lettered", "kind": message.kind})
-    return NotifyResult("dead_lettered", message.key, reason=reason)

@@ -209,7 +209,7 @@ def test_an_alert_waiting_for_the_cap_takes_the_next_slot(store, storage, smtp, 
     assert open_incident(store, "token_invalid", {"code": 190})
     flush_outbox(deps.queues, store, clock.now + timedelta(minutes=5))
     results = [handle_notification(body, deps) for body in _bodies(storage)]
-    alerts = [r for r in results if r.outcome == "waiting" and not r.key.isdigit()]  # type: ignore[union-attr]
+    alerts = [r for r in results if r.outcome == "waiting" and r.message and not r.message.key.isdigit()]
     first_free = (store.outbox.next_email_slot(clock.now, 1, 600) - clock.now).total_seconds() + 1
     assert alerts and all(r.delay_seconds == first_free for r in alerts)
 
