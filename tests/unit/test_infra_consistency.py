@@ -227,7 +227,7 @@ def test_function_app_is_flex_consumption_python_313_and_the_pipeline_builds_on_
     )
     pipeline = (ROOT / "azure-pipelines.yml").read_text(encoding="utf-8")
     assert re.search(r"pythonVersion:\s*'3\.13'", pipeline), "azure-pipelines.yml builds on another Python"
-    assert 'azure-functions-runtime==' in (ROOT / "requirements.txt").read_text(encoding="utf-8")
+    assert "azure-functions-runtime==" in (ROOT / "requirements.txt").read_text(encoding="utf-8")
     assert "keyVaultReferenceIdentity:" in code, "functionapp.bicep: keyVaultReferenceIdentity is not set"
     assert "type: 'UserAssignedIdentity'" in code, "functionapp.bicep: deployment storage does not use the identity"
 
