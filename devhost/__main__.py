@@ -4,7 +4,9 @@ Settings are merged once, before the app is imported: process environment over
 `local.settings.json` `Values` over the embedded local defaults (`devhost.defaults`), written into
 `os.environ`. They are validated with the app's own settings model; a bad one prints its one-line
 message and exits 2. Then the app module is imported from the script root, host.json is read, the
-functions are listed and served until SIGINT/SIGTERM (exit 0 after in-flight work finished).
+functions are listed and served until SIGINT/SIGTERM: exit 0 once in-flight work finished, or 3
+when some was still running after `--stop-timeout` seconds (its queue messages reappear later). A
+second signal exits at once (130).
 """
 
 from __future__ import annotations
@@ -23,13 +25,14 @@ from typing import Any
 import azure.functions as func
 
 from devhost.defaults import LOCAL_DEFAULTS
-from devhost.host import FunctionHost
+from devhost.host import DRAIN_SECONDS, FunctionHost
 from devhost.invocation import StartupError
 
 log = logging.getLogger("devhost")
 
 EXIT_SETTINGS = 2
 EXIT_STARTUP = 1
+EXIT_DRAIN_TIMEOUT = 3
 
 
 class LocalSettingsError(RuntimeError):
@@ -106,7 +109,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1", help="HTTP interface (default 127.0.0.1)")
     parser.add_argument("--app", default="function_app", help="module defining the FunctionApp")
     parser.add_argument("--script-root", default=".", help="folder with the app, host.json, local.settings.json")
-    parser.add_argument("--stop-timeout", type=float, default=60.0, help="seconds to wait for in-flight work")
+    parser.add_argument(
+        "--stop-timeout",
+        type=float,
+        default=DRAIN_SECONDS,
+        help=f"seconds to wait for in-flight work ({DRAIN_SECONDS:.0f})",
+    )
     return parser.parse_args(argv)
 
 
@@ -150,7 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     for line in host.describe():
         print(f"        {line}\n", flush=True)
     print(f"Host listening on {host.base_url} (Ctrl-C to stop)", flush=True)
-    host.serve_forever(args.stop_timeout)
+    if not host.serve_forever(args.stop_timeout):
+        # An invocation still runs on a pool thread the interpreter would join at exit: do not wait for it.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_DRAIN_TIMEOUT)
     return 0
 
 

@@ -14,10 +14,9 @@ import inspect
 import logging
 import os
 import signal
-import threading
 import time
 from collections.abc import Mapping
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import Any
 
 import azure.functions as func
@@ -34,6 +33,7 @@ from devhost.queues import (
     queue_client,
     validate_queue_name,
 )
+from devhost.stop_signal import StopSignal
 from devhost.timers import TimerRunner
 
 __all__ = ["FunctionHost", "StartupError"]
@@ -42,6 +42,7 @@ log = logging.getLogger("devhost")
 
 HTTP_TRIGGER, QUEUE_TRIGGER, TIMER_TRIGGER = "httpTrigger", "queueTrigger", "timerTrigger"
 LEASE_SETTING = "DEVHOST_QUEUE_LEASE_SECONDS"
+DRAIN_SECONDS = 25.0  # after a stop request, in-flight invocations get this long by default
 
 
 def _hosted(function: func.Function, directory: str) -> HostedFunction:
@@ -136,8 +137,7 @@ class FunctionHost:
         self._timers: list[TimerRunner] = []
         self._started = False
         self._stopped = False
-        self._stop_requested = threading.Event()
-        self._signals_installed = False
+        self._stop = StopSignal(on_repeat=_exit_now)
 
     # -- reading the registrations -------------------------------------------------------------
 
@@ -248,7 +248,7 @@ class FunctionHost:
             listed = ", ".join(f"{r.function.name} ({r.auth_level})" for r in keyed)
             log.info("Auth levels are not enforced locally (as with Core Tools); in Azure these need a key: %s", listed)
 
-    def stop(self, timeout: float = 60.0) -> bool:
+    def stop(self, timeout: float = DRAIN_SECONDS) -> bool:
         """Stop accepting HTTP and receiving messages, then wait up to `timeout` s for running invocations.
 
         Returns True when everything finished in time. A queue message still running at the
@@ -257,7 +257,7 @@ class FunctionHost:
         if self._stopped:
             return True
         self._stopped = True
-        self._stop_requested.set()
+        self._stop.request()
         deadline = time.monotonic() + timeout
         if self._server is not None:
             self._server.stop_accepting()
@@ -280,41 +280,38 @@ class FunctionHost:
         log.info("Host stopped")
         return finished
 
-    def serve_forever(self, timeout: float = 60.0) -> bool:
-        """Start (if needed) and serve until SIGINT/SIGTERM or `request_stop()`, then `stop(timeout)`."""
-        previous = self.install_signal_handlers()
+    def serve_forever(self, timeout: float = DRAIN_SECONDS) -> bool:
+        """Start (if needed) and serve until SIGINT/SIGTERM or `request_stop()`, then `stop(timeout)`.
+
+        On the main thread, SIGINT/SIGTERM are handled here (see `install_signal_handlers`) and
+        the handlers are put back on return.
+        """
+        self.install_signal_handlers()
         try:
-            if not self._started and not self._stop_requested.is_set():
+            if not self._started and not self._stop.requested:
                 self.start()
-            self._stop_requested.wait()
+            self._stop.wait()
+            if self._stop.signum is not None:
+                log.info(
+                    "%s received: stopping (in-flight invocations get up to %.0f s to finish)",
+                    self._stop.signal_name,
+                    timeout,
+                )
             return self.stop(timeout)
         finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
+            self._stop.close()
 
-    def install_signal_handlers(self) -> dict[signal.Signals, Any]:
+    def install_signal_handlers(self) -> bool:
         """SIGINT/SIGTERM request a clean stop; install before `start()` so no signal arrives unhandled.
 
-        Returns the handlers replaced (empty when already installed or not on the main thread).
+        A second signal exits at once without waiting. The handler only records the signal (see
+        `devhost.stop_signal`). Returns False when already installed or not on the main thread.
         """
-        previous: dict[signal.Signals, Any] = {}
-        if self._signals_installed or threading.current_thread() is not threading.main_thread():
-            return previous
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            previous[signum] = signal.signal(signum, self._on_signal)
-        self._signals_installed = True
-        return previous
+        return self._stop.install()
 
     def request_stop(self) -> None:
-        """Make `serve_forever` return (after a clean stop)."""
-        self._stop_requested.set()
-
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        if self._stop_requested.is_set():
-            log.warning("Second %s: exiting without waiting", signal.Signals(signum).name)
-            os._exit(130)
-        log.info("%s received: stopping (in-flight invocations finish first)", signal.Signals(signum).name)
-        self._stop_requested.set()
+        """Make `serve_forever` return (after a clean stop); safe from any thread."""
+        self._stop.request()
 
     def __enter__(self) -> FunctionHost:
         self.start()
@@ -324,3 +321,9 @@ class FunctionHost:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def _exit_now(signum: int) -> None:
+    """A second SIGINT/SIGTERM: exit without waiting (from the signal handler: no lock, no logging)."""
+    os.write(2, f"devhost: second {signal.Signals(signum).name}: exiting without waiting\n".encode())
+    os._exit(130)

@@ -1,194 +1,306 @@
 """`python -m devhost.run` (what `make run` calls): the whole local stack, one Ctrl-C to stop it.
 
-Starts, in order and each only once the previous one accepts connections: Azurite (blob, queue,
-table on 10000-10002, data in `.devdata/azurite`), the SMTP sink (1025, mail in `.devdata/mail`),
-the sandbox Graph API (7072) and the devhost (7071). Every child's output goes to
-`.devdata/logs/<name>.log` except the devhost's, which stays on the terminal. Then it prints
-where everything is and how to send a test lead. Ctrl-C (or SIGTERM) stops the children in
-reverse order and exits 0; if a child dies, the others are stopped and the exit status is 1,
-naming it.
+Starts Azurite (blob, queue, table on 10000-10002, data in `.devdata/azurite`), the SMTP sink (1025,
+mail in `.devdata/mail`) and the sandbox Graph API (7072) together, then, once they all accept
+connections, the devhost (7071). Every child's output goes to `.devdata/logs/<name>.log` except the
+devhost's, which stays on the terminal. Then it prints where everything is and how to send a test
+lead. `--data-dir` and the `--*-port` options move all of it (tests use them; the devhost is
+pointed at the moved services through its environment).
+
+Stopping: SIGINT or SIGTERM, once or many times, to the supervisor alone or to its process group,
+stops the devhost first (it finishes in-flight work for up to DRAIN_SECONDS, then is killed), then
+the rest together, and exits 0; if a child dies, the others are stopped and the exit status is 1,
+naming it. Every child is tied to the supervisor (`devhost.children`): if the supervisor is killed
+outright, they get SIGTERM from the kernel. A port still held (say by a child of an older run) is
+reported in one line naming the process and how to stop it.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
-import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import IO
 
+from devhost.children import spawn_tied
+from devhost.defaults import LOCAL_DEFAULTS, azurite_connection_string
+from devhost.ports import holders, port_open
+from devhost.stop_signal import StopSignal
+
+REPO = Path(__file__).resolve().parents[1]
 DEVDATA = Path(".devdata")
-LOGS = DEVDATA / "logs"
-MAIL = DEVDATA / "mail"
 HOST = "127.0.0.1"
+DRAIN_SECONDS = 25  # the devhost's in-flight work gets this long after SIGTERM
+KILL_GRACE_SECONDS = 5  # past its drain (or right away for the others), a child is killed
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Where the stack listens; the defaults are the README's."""
+
+    devhost: int = 7071
+    graph: int = 7072
+    smtp: int = 1025
+    blob: int = 10000
+    queue: int = 10001
+    table: int = 10002
 
 
 @dataclass
 class Child:
-    """A process of the local stack: how to start it, the ports that say it's ready, where it logs."""
+    """A process of the local stack: how to start it, the ports that say it's ready, where it logs.
+
+    Children of one `wave` start together, once every child of the earlier waves is ready; they
+    stop in reverse: the last wave first.
+    """
 
     name: str
     command: list[str]
     ports: tuple[int, ...]
+    log_path: Path | None = None  # None: the supervisor's terminal
+    wave: int = 0
+    env: dict[str, str] = field(default_factory=dict)
     ready_within: float = 30.0
-    stop_within: float = 10.0
-    to_terminal: bool = False
+    stop_within: float = KILL_GRACE_SECONDS
     process: subprocess.Popen[bytes] | None = None
     log_handle: IO[bytes] | None = field(default=None, repr=False)
 
     @property
-    def log_path(self) -> Path:
-        return LOGS / f"{self.name}.log"
+    def where(self) -> str:
+        """Where to look when it fails."""
+        return "its output above" if self.log_path is None else str(self.log_path)
 
 
 class StackError(RuntimeError):
     """A child could not start, or died; the message names it."""
 
 
-def port_open(port: int, host: str = HOST) -> bool:
-    """Whether something accepts TCP connections on host:port."""
-    try:
-        with socket.create_connection((host, port), timeout=0.2):
-            return True
-    except OSError:
-        return False
+def devhost_settings(data: Path, ports: Ports) -> dict[str, str]:
+    """The devhost's environment for a moved stack: only what differs from its local defaults."""
+    settings = {
+        "AzureWebJobsStorage": azurite_connection_string(blob=ports.blob, queue=ports.queue, table=ports.table),
+        "FACEBOOK_GRAPH_URL": f"http://{HOST}:{ports.graph}",
+        "SMTP_PORT": str(ports.smtp),
+        "SQLITE_PATH": str(data / "leads.db"),
+    }
+    return {k: v for k, v in settings.items() if v != LOCAL_DEFAULTS[k]}
 
 
-def stack(python: str = sys.executable) -> list[Child]:
-    """The children in start order."""
-    azurite = str(Path("node_modules/.bin/azurite"))
+def stack(data: Path = DEVDATA, ports: Ports = Ports(), python: str = sys.executable) -> list[Child]:
+    """The children in start order; `data` holds the logs, mail and Azurite's files."""
+    logs = data / "logs"
     return [
         Child(
             "azurite",
             [
-                *(azurite, "--silent", "--skipApiVersionCheck", "--disableTelemetry"),
-                *("--location", str(DEVDATA / "azurite")),
+                *(str(Path("node_modules/.bin/azurite")), "--silent", "--skipApiVersionCheck", "--disableTelemetry"),
+                *("--location", str(data / "azurite")),
                 *("--blobHost", HOST, "--queueHost", HOST, "--tableHost", HOST),
-                *("--blobPort", "10000", "--queuePort", "10001", "--tablePort", "10002"),
+                *("--blobPort", str(ports.blob), "--queuePort", str(ports.queue), "--tablePort", str(ports.table)),
             ],
-            (10000, 10001, 10002),
+            (ports.blob, ports.queue, ports.table),
+            logs / "azurite.log",
         ),
-        Child("smtp-sink", [python, "-m", "devhost.smtp_sink", "--port", "1025", "--dir", str(MAIL)], (1025,)),
-        Child("sandbox-graph", [python, "-m", "devhost.sandbox_graph", "--port", "7072", "--subscribed"], (7072,)),
-        Child("devhost", [python, "-m", "devhost", "--port", "7071"], (7071,), 60.0, 75.0, to_terminal=True),
+        Child(
+            "smtp-sink",
+            [python, "-m", "devhost.smtp_sink", "--port", str(ports.smtp), "--dir", str(data / "mail")],
+            (ports.smtp,),
+            logs / "smtp-sink.log",
+        ),
+        Child(
+            "sandbox-graph",
+            [python, "-m", "devhost.sandbox_graph", "--port", str(ports.graph), "--subscribed"],
+            (ports.graph,),
+            logs / "sandbox-graph.log",
+        ),
+        Child(
+            "devhost",
+            [python, "-m", "devhost", "--port", str(ports.devhost), "--stop-timeout", str(DRAIN_SECONDS)],
+            (ports.devhost,),
+            wave=1,
+            env=devhost_settings(data, ports),
+            ready_within=60.0,
+            stop_within=DRAIN_SECONDS + KILL_GRACE_SECONDS,
+        ),
     ]
 
 
-def check_ports_free(children: list[Child]) -> None:
-    """Fail before starting anything when a port the stack needs is taken."""
-    for child in children:
-        taken = [p for p in child.ports if port_open(p)]
-        if taken:
-            raise StackError(
-                f"port {', '.join(map(str, taken))} ({child.name}) is already in use; "
-                "stop whatever listens there (another `make run`?) and try again"
-            )
+def waves(children: Sequence[Child]) -> list[list[Child]]:
+    """The children grouped by wave, in start order."""
+    return [[c for c in children if c.wave == w] for w in sorted({c.wave for c in children})]
 
 
-def start(child: Child, stopping: threading.Event) -> None:
-    """Start the child and wait until all its ports accept connections (or a stop), else raise `StackError`."""
+def taken_ports_message(taken: dict[str, list[int]]) -> str:
+    """One line: which process holds which port (`taken`: child name -> its ports in use), how to stop it."""
+    found = holders(p for ports in taken.values() for p in ports)
+    parts: list[str] = []
+    for name, ports in taken.items():
+        for pid in dict.fromkeys(found[p].pid if p in found else None for p in ports):
+            mine = [p for p in ports if (found[p].pid if p in found else None) == pid]
+            listed = f"port{'s' if len(mine) > 1 else ''} {', '.join(map(str, mine))} ({name})"
+            if pid is None:
+                parts.append(f"{listed} held by a process this user cannot see")
+            else:
+                parts.append(f"{listed} held by pid {pid} ({found[mine[0]].command})")
+    pids = sorted({h.pid for h in found.values()})
+    advice = (
+        f"stop {'it' if len(pids) == 1 else 'them'} with `kill {' '.join(map(str, pids))}`"
+        if pids
+        else "stop whatever listens there"
+    )
+    return f"{'; '.join(parts)}; {advice} (a `make run` still running, or left from one) and try again"
+
+
+def check_ports_free(children: Sequence[Child]) -> None:
+    """Fail before starting anything when a port the stack needs is taken, naming who holds it."""
+    taken = {c.name: [p for p in c.ports if port_open(p)] for c in children}
+    taken = {name: ports for name, ports in taken.items() if ports}
+    if taken:
+        raise StackError(taken_ports_message(taken))
+
+
+def launch(child: Child) -> None:
+    """Start the child, tied to this process, in its own process group (a Ctrl-C reaches only the supervisor)."""
     if child.name == "azurite" and not Path(child.command[0]).exists():
         raise StackError(f"azurite: {child.command[0]} is missing; run `npm install`")
     output: IO[bytes] | None = None
-    if not child.to_terminal:
-        child.log_handle = output = open(child.log_path, "ab")  # noqa: SIM115 - closed in stop()
-    child.process = subprocess.Popen(
-        child.command, stdout=output, stderr=subprocess.STDOUT if output else None, process_group=0
+    if child.log_path is not None:
+        child.log_handle = output = open(child.log_path, "ab")  # noqa: SIM115 - closed in finish()
+    child.process = spawn_tied(
+        child.command,
+        stdout=output,
+        stderr=subprocess.STDOUT if output else None,
+        env={**os.environ, **child.env} if child.env else None,
+        process_group=0,
     )
-    deadline = time.monotonic() + child.ready_within
-    where = "its output above" if child.to_terminal else str(child.log_path)
-    while not all(port_open(p) for p in child.ports) and not stopping.is_set():
-        if child.process.poll() is not None:
-            raise StackError(f"{child.name} exited with status {child.process.returncode} while starting; see {where}")
-        if time.monotonic() > deadline:
-            ports = ", ".join(map(str, child.ports))
-            raise StackError(f"{child.name} did not listen on {ports} within {child.ready_within:.0f}s; see {where}")
-        time.sleep(0.1)
 
 
-def stop(child: Child) -> None:
-    """SIGTERM, wait (bounded), then SIGKILL; close its log."""
+def wait_ready(children: Sequence[Child], stop: StopSignal) -> None:
+    """Wait until every child's ports accept connections, or a stop; `StackError` for a death or a timeout."""
+    started = time.monotonic()
+    waiting = list(children)
+    while waiting and not stop.requested:
+        for child in list(waiting):
+            assert child.process is not None
+            if all(port_open(p) for p in child.ports):
+                waiting.remove(child)
+            elif child.process.poll() is not None:
+                code = child.process.returncode
+                raise StackError(f"{child.name} exited with status {code} while starting; see {child.where}")
+            elif time.monotonic() - started > child.ready_within:
+                ports = ", ".join(map(str, child.ports))
+                raise StackError(
+                    f"{child.name} did not listen on {ports} within {child.ready_within:.0f}s; see {child.where}"
+                )
+        if waiting:
+            stop.wait(0.1)
+
+
+def stop_children(children: Sequence[Child]) -> None:
+    """Stop the last wave first: SIGTERM all of a wave, wait for each (bounded), SIGKILL what overstays."""
+    for wave in reversed(waves(children)):
+        for child in wave:
+            if child.process is not None and child.process.poll() is None:
+                child.process.terminate()
+        deadline = time.monotonic() + max(c.stop_within for c in wave)
+        for child in wave:
+            finish(child, deadline)
+
+
+def finish(child: Child, deadline: float) -> None:
+    """Wait for a terminated child until `deadline`, then SIGKILL it; close its log."""
     process = child.process
-    if process is not None and process.poll() is None:
-        process.terminate()
+    if process is not None:
         try:
-            process.wait(child.stop_within)
+            process.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            print(f"{child.name} did not stop within {child.stop_within:.0f}s; killing it", file=sys.stderr)
+            print(
+                f"devhost.run: {child.name} did not stop within {child.stop_within:.0f}s; killing it", file=sys.stderr
+            )
             process.kill()
-            process.wait(5)
+            process.wait()
     if child.log_handle is not None:
         child.log_handle.close()
         child.log_handle = None
 
 
-def banner() -> str:
+def banner(data: Path = DEVDATA, ports: Ports = Ports()) -> str:
     """Where everything is and what to do next."""
+    base = f"http://{HOST}"
     return "\n".join(
         [
             "",
             "Local stack is up:",
-            "  devhost (function app)  http://127.0.0.1:7071/api/...",
-            "  Azurite                 blob http://127.0.0.1:10000  queue http://127.0.0.1:10001  "
-            "table http://127.0.0.1:10002  (data in .devdata/azurite)",
-            "  sandbox Graph API       http://127.0.0.1:7072",
-            "  SMTP sink               127.0.0.1:1025, every message saved in .devdata/mail/",
+            f"  devhost (function app)  {base}:{ports.devhost}/api/...",
+            f"  Azurite                 blob {base}:{ports.blob}  queue {base}:{ports.queue}  "
+            f"table {base}:{ports.table}  (data in {data}/azurite)",
+            f"  sandbox Graph API       {base}:{ports.graph}",
+            f"  SMTP sink               {HOST}:{ports.smtp}, every message saved in {data}/mail/",
             "",
             "Send test leads:   .venv/bin/python -m devhost.simulate --leads 5 --rate 2",
-            "Look at them:      curl http://127.0.0.1:7071/api/ops/last-leads?limit=5",
-            "Logs:              .devdata/logs/ (the devhost logs here, in this terminal)",
-            "Ctrl-C stops everything.",
+            f"Look at them:      curl {base}:{ports.devhost}/api/ops/last-leads?limit=5",
+            f"Logs:              {data}/logs/ (the devhost logs here, in this terminal)",
+            f"Ctrl-C stops everything (in-flight work gets up to {DRAIN_SECONDS} s).",
             "",
         ]
     )
 
 
-def run(children: list[Child]) -> int:
-    """Start the stack, wait for a signal or a dead child, stop in reverse order; the exit status."""
-    stopping = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stopping.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+def run(children: list[Child], banner_text: str = "\nLocal stack is up.\n") -> int:
+    """Start the stack, wait for SIGINT/SIGTERM or a dead child, stop it; the exit status (0, or 1 naming a child)."""
+    stop = StopSignal()
+    stop.install()
     started: list[Child] = []
     status = 0
     try:
         check_ports_free(children)
-        for child in children:
-            if stopping.is_set():
+        for wave in waves(children):
+            if stop.requested:
                 break
-            started.append(child)
-            start(child, stopping)
-        if not stopping.is_set():
-            print(banner(), flush=True)
-        while not stopping.wait(0.5):
+            for child in wave:
+                started.append(child)
+                launch(child)
+            wait_ready(wave, stop)
+        if not stop.requested:
+            print(banner_text, flush=True)
+        while not stop.wait(0.5):
             dead = next((c for c in started if c.process is not None and c.process.poll() is not None), None)
             if dead is not None:
-                where = "" if dead.to_terminal else f"; see {dead.log_path}"
+                where = "" if dead.log_path is None else f"; see {dead.log_path}"
                 raise StackError(f"{dead.name} exited with status {dead.process.returncode}{where}")  # type: ignore[union-attr]
+        print(f"devhost.run: {stop.signal_name} received; stopping the stack", file=sys.stderr, flush=True)
     except StackError as exc:
         print(f"devhost.run: {exc}", file=sys.stderr)
         status = 1
     finally:
-        for child in reversed(started):
-            stop(child)
+        stop_children(started)
+        stop.close()
     return status
 
 
-def main() -> int:
-    """Entry point: from the repository root, create the `.devdata/` layout, then `run`."""
-    os.chdir(Path(__file__).resolve().parents[1])
-    for directory in (DEVDATA, LOGS, MAIL, DEVDATA / "azurite"):
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m devhost.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=None, help="where logs, mail and data go (default .devdata)")
+    defaults = Ports()
+    for name in ("devhost", "graph", "smtp", "blob", "queue", "table"):
+        parser.add_argument(f"--{name}-port", type=int, default=getattr(defaults, name), metavar="PORT")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: from the repository root, create the data folder's layout, then `run`."""
+    args = _parse_args(argv)
+    data = args.data_dir.resolve() if args.data_dir else DEVDATA
+    ports = Ports(args.devhost_port, args.graph_port, args.smtp_port, args.blob_port, args.queue_port, args.table_port)
+    os.chdir(REPO)
+    for directory in (data, data / "logs", data / "mail", data / "azurite"):
         directory.mkdir(parents=True, exist_ok=True)
-    return run(stack())
+    return run(stack(data, ports), banner(data, ports))
 
 
 if __name__ == "__main__":

@@ -13,16 +13,16 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import signal
 import socket
 import sys
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from aiosmtpd.controller import Controller
+
+from devhost.stop_signal import StopSignal
 
 DEFAULT_PORT = 1025
 DEFAULT_DIRECTORY = Path(".devdata/mail")
@@ -122,13 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--dir", default=str(DEFAULT_DIRECTORY), help="where .eml files go")
     args = parser.parse_args(argv)
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    stop = StopSignal()  # its handler takes no lock: a signal at any moment cannot wedge the wait below
+    stop.install()
     sink = SmtpSink(args.dir, args.host, args.port)
     try:
         sink.start()
@@ -138,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"SMTP sink on {args.host}:{sink.port}, saving messages to {sink.directory}/", flush=True)
     stop.wait()
     sink.stop()
+    stop.close()
     return 0
 
 

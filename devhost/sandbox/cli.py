@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import threading
 from collections.abc import Sequence
-from types import FrameType
 
 from devhost.sandbox.environment import local_environment, page_ids
 from devhost.sandbox.server import serve
 from devhost.sandbox.state import SandboxGraph
+from devhost.stop_signal import StopSignal
 from shared.settings import SettingsError
 
 
@@ -40,13 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         app_secret=env.get("FACEBOOK_APP_SECRET") or None,
         subscribed=args.subscribed,
     )
-    stop = threading.Event()
-
-    def _request_stop(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, _request_stop)
-    signal.signal(signal.SIGTERM, _request_stop)
+    stop = StopSignal()  # its handler takes no lock: a signal at any moment cannot wedge the wait below
+    stop.install()
     try:
         running = serve(sandbox, args.host, args.port)
     except OSError as exc:
@@ -54,8 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     print(f"Sandbox Graph API on {running.url} (pages {', '.join(sandbox.page_ids)})", flush=True)
     try:
-        while not stop.wait(0.5):
-            pass
+        stop.wait()
     finally:
         running.close()
+        stop.close()
     return 0

@@ -25,6 +25,7 @@ import pytest
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
+from devhost.children import spawn_tied
 from devhost.defaults import azurite_connection_string
 from devhost.host import FunctionHost, StartupError
 from devhost.queues import connection_string
@@ -453,7 +454,7 @@ def test_use_development_storage_means_the_azurite_defaults():
 
 def run_devhost(port: int, settings: dict[str, str]) -> subprocess.Popen[str]:
     environ = {**os.environ, **settings}
-    return subprocess.Popen(
+    return spawn_tied(
         [sys.executable, "-m", "devhost", "--script-root", str(TOY_ROOT), "--port", str(port)],
         cwd=REPO,
         env=environ,
@@ -483,6 +484,31 @@ def test_python_m_devhost_lists_serves_and_exits_0_on_sigterm(azurite, queue_nam
     assert f"items: [GET,POST] http://127.0.0.1:{port}/api/items/{{id}}" in stdout
     assert f"toy_queue: queue trigger on {queue_name}" in stdout
     assert "Host stopped" in stderr
+
+
+def test_python_m_devhost_exits_3_at_its_stop_timeout_when_an_invocation_still_runs(azurite, queue_name, tmp_path):
+    # a "wait" message blocks its invocation for 60 s; the drain must end at --stop-timeout, not then
+    port, log_path = free_port(), tmp_path / "devhost.log"
+    environ = {**os.environ, "AzureWebJobsStorage": azurite.connection_string, "TOY_QUEUE_NAME": queue_name}
+    environ["TOY_HOLD_WAIT"] = "1"
+    command = [sys.executable, "-m", "devhost", "--script-root", str(TOY_ROOT), "--port", str(port)]
+    with log_path.open("wb") as log:
+        process = spawn_tied([*command, "--stop-timeout", "2"], cwd=REPO, env=environ, stdout=log, stderr=log)
+    try:
+        wait_until(lambda: port_open(port) or process.poll() is not None, timeout=30, what="the devhost to listen")
+        queue = QueueClient.from_connection_string(
+            azurite.connection_string, queue_name, message_encode_policy=TextBase64EncodePolicy()
+        )
+        queue.send_message("wait")
+        wait_until(lambda: "Executing 'Functions.toy_queue'" in log_path.read_text(), what="the invocation")
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=15)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 3, log_path.read_text()
+    assert "invocations still running" in log_path.read_text()
 
 
 def test_python_m_devhost_exits_2_with_one_line_on_a_bad_setting(queue_name):

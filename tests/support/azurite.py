@@ -1,4 +1,4 @@
-"""Start and stop a real Azurite (npm package in node_modules) on free loopback ports."""
+"""Start and stop a real Azurite (npm package in node_modules) on free loopback ports, tied to this process."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from devhost.children import spawn_tied
 from devhost.defaults import azurite_connection_string
 from tests.support.waiting import free_port, port_open, wait_until
 
@@ -43,12 +44,15 @@ class Azurite:
 
 
 def start_azurite(location: str | None = None) -> Azurite:
-    """Start Azurite with blob, queue and table on free ports; wait until all three accept."""
+    """Start Azurite with blob, queue and table on free ports; wait until all three accept.
+
+    It gets SIGTERM if this process dies without stopping it (`devhost.children.spawn_tied`).
+    """
     if not AZURITE_BIN.exists():
         raise RuntimeError(f"Azurite is not installed at {AZURITE_BIN}; run `npm install` (make test does)")
     where = location or tempfile.mkdtemp(prefix="azurite-")
     blob, queue, table = free_port(), free_port(), free_port()
-    process = subprocess.Popen(
+    process = spawn_tied(
         [
             str(AZURITE_BIN),
             "--silent",

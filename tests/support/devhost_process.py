@@ -1,4 +1,4 @@
-"""Run the real function app under the devhost as a subprocess, against test-owned services."""
+"""Run the real function app under the devhost as a subprocess against test-owned services, tied to this process."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from devhost.children import spawn_tied
 from devhost.defaults import LOCAL_DEFAULTS
 from tests.support.waiting import free_port, port_open, wait_until
 
@@ -63,10 +64,13 @@ def devhost_env(storage: str, graph_url: str, sqlite_path: str, **overrides: str
 
 
 def start_devhost(env: dict[str, str], log_path: Path, port: int | None = None) -> DevhostProcess:
-    """Start the devhost on a free port and wait until its HTTP port answers."""
+    """Start the devhost on a free port and wait until its HTTP port answers.
+
+    It gets SIGTERM if this process dies without stopping it (`devhost.children.spawn_tied`).
+    """
     chosen = port or free_port()
     log = log_path.open("ab")
-    process = subprocess.Popen(
+    process = spawn_tied(
         [sys.executable, "-m", "devhost", "--port", str(chosen), "--script-root", str(REPO)],
         cwd=REPO,
         env=env,
