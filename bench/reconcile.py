@@ -33,10 +33,10 @@ from bench.store_scale import LeadRow, bulk_insert, migrated_store
 from devhost.sandbox_graph import DEFAULT_APP_ID, SandboxGraph, serve
 from devhost.simulate import fake_field_data
 from shared.graph.client import GraphClient
-from shared.graph.integration import IntegrationMonitor
 from shared.graph.throttle import ThrottleGate
 from shared.messaging.sender import QueueSender
 from shared.models.lead import LEAD_FIELDS
+from shared.monitoring.token_state import IntegrationMonitor
 from shared.poller.reconcile import PollerConfig, PollerDeps, reconcile_window
 from shared.queues.names import LEADS_QUEUE
 from tests.support.azurite import start_azurite

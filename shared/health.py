@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.errors import LeadAgentError
-from shared.poller.meta_health import check_token
+from shared.monitoring.meta_health import check_token
 from shared.queues.names import LEADS_QUEUE
 from shared.services import Services
 

@@ -16,13 +16,14 @@ from zoneinfo import ZoneInfo
 from shared.counters import TableCounters
 from shared.errors import QueueUnavailable
 from shared.graph.client import GraphClient
-from shared.graph.integration import IntegrationMonitor
 from shared.graph.throttle import ThrottleGate
 from shared.ingest.pipeline import IngestDeps
 from shared.logs import get_logger
 from shared.messaging.retry import RetryPolicy
 from shared.messaging.sender import QueueSender
 from shared.messaging.sweep import SweepReport, sweep_poison_queues
+from shared.monitoring.token_state import IntegrationMonitor
+from shared.monitoring.watch import WatchReport, watch
 from shared.notify.base import EmailSender
 from shared.notify.digest import render_daily_digest
 from shared.notify.notifier import NotifyDeps, NotifyPolicy, enqueue_notification
@@ -34,7 +35,6 @@ from shared.secrets import SecretProvider
 from shared.settings import Settings, get_settings
 from shared.store import Store
 from shared.store.backend import Backend
-from shared.watch import WatchReport, watch
 
 log = get_logger(__name__)
 

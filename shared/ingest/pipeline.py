@@ -19,7 +19,6 @@ from typing import Any
 from pydantic import ValidationError
 
 from shared.errors import InvalidLead, TransientError
-from shared.graph.integration import IntegrationMonitor
 from shared.ingest.transform import normalise_lead
 from shared.logs import get_logger
 from shared.messaging.messages import LeadMessage
@@ -27,6 +26,7 @@ from shared.messaging.processor import Consumer, Handled, Outcome, process
 from shared.messaging.retry import RetryPolicy
 from shared.messaging.sender import QueueSender
 from shared.models.lead import GraphLead
+from shared.monitoring.token_state import IntegrationMonitor
 from shared.queues.names import LEADS_QUEUE
 from shared.store import Store
 from shared.store.leads import AlreadyStored

@@ -1,1 +1,1 @@
-"""The safety net: poll Meta for leads the webhook missed, watch the token and page subscriptions."""
+"""The safety net: poll Meta for leads the webhook missed; the token and subscription checks are in `monitoring`."""

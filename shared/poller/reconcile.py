@@ -25,14 +25,14 @@ from typing import Any
 
 from shared.errors import GraphThrottled, LeadAgentError, QueueUnavailable, TokenInvalid
 from shared.graph.client import GraphClient
-from shared.graph.integration import IntegrationMonitor
-from shared.incidents import close_incident, open_incident
 from shared.logs import get_logger
 from shared.messaging.messages import LeadMessage
 from shared.messaging.sender import QueueSender
 from shared.models.lead import parse_graph_time
+from shared.monitoring.incidents import close_incident, open_incident
+from shared.monitoring.meta_health import check_token, ensure_subscription, token_error
+from shared.monitoring.token_state import IntegrationMonitor
 from shared.poller.backfill import DAY_SECONDS, BackfillLimits, Gap, plan_poll
-from shared.poller.meta_health import check_token, ensure_subscription, token_error
 from shared.queues.names import LEADS_QUEUE
 from shared.store import Store
 from shared.store.coordination import PollRun

@@ -20,7 +20,7 @@ from shared.graph import client as graph_client
 from shared.graph.client import GraphClient
 from shared.graph.redact import scrub
 from shared.http_clients import direct_session
-from shared.poller.meta_health import check_token
+from shared.monitoring.meta_health import check_token
 from tests.support.waiting import free_port
 
 ACCESS_TOKEN = "EAAGsecretAccessToken0123456789"

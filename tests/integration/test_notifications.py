@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from devhost.smtp_sink import SmtpSink
-from shared.incidents import close_incident, open_incident
+from shared.monitoring.incidents import close_incident, open_incident
 from shared.notify.base import OutgoingEmail
 from shared.notify.digest import digest_key
 from shared.notify.notifier import NotifyPolicy, enqueue_notification, flush_outbox, handle_notification

@@ -14,9 +14,9 @@ import pytest
 
 from devhost.sandbox_graph import RunningSandbox, SandboxGraph, serve
 from shared.errors import GraphThrottled
-from shared.incidents import is_open
 from shared.ingest.pipeline import IngestDeps, ingest_lead_message
 from shared.messaging.sender import QueueSender
+from shared.monitoring.incidents import is_open
 from shared.poller.reconcile import poll_once, reconcile_window
 from shared.queues.connection import azurite_connection_string
 from shared.queues.names import LEADS_QUEUE, poison_queue

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from shared.incidents import is_open
+from shared.monitoring.incidents import is_open
+from shared.monitoring.watch import watch
 from shared.store import Store
 from shared.store.failed_events import FailedEvent
 from shared.store.sqlite import SqliteBackend
-from shared.watch import watch
 from tests.support.leads import graph_lead_payload, normalised
 
 

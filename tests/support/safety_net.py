@@ -8,11 +8,11 @@ from pathlib import Path
 
 from devhost.sandbox_graph import RunningSandbox
 from shared.graph.client import GraphClient
-from shared.graph.integration import IntegrationMonitor
 from shared.graph.throttle import ThrottleGate
 from shared.ingest.pipeline import IngestDeps, ingest_lead_message
 from shared.messaging.retry import RetryPolicy
 from shared.messaging.sender import QueueSender
+from shared.monitoring.token_state import IntegrationMonitor
 from shared.poller.reconcile import PollerConfig, PollerDeps
 from shared.queues.names import LEADS_QUEUE
 from shared.store import Store

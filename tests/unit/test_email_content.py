@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from shared.incidents import IncidentKind
+from shared.monitoring.incidents import IncidentKind
 from shared.notify.content import render_alert, render_digest, render_lead_email
 from shared.notify.models import AlertData, DigestData, LeadSummary
 from shared.notify.templates.html import SUBJECT_MAX

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from shared.incidents import close_incident, open_incident
+from shared.monitoring.incidents import close_incident, open_incident
 from shared.store import Store
 
 BASELINE_DAYS = 7

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 from shared.errors import IntegrationPaused, TokenInvalid, TransientError
-from shared.incidents import close_incident, open_incident
 from shared.logs import get_logger
+from shared.monitoring.incidents import close_incident, open_incident
 from shared.store import Store
 
 log = get_logger(__name__)
