@@ -50,7 +50,7 @@ from shared.ingest.transform import normalise_lead
 from shared.messaging.messages import LeadMessage
 from shared.messaging.sender import QueueSender
 from shared.models.lead import LEAD_FIELDS, GraphLead
-from shared.queues.names import LEADS_QUEUE
+from shared.storage.names import LEADS_QUEUE
 from shared.store import Store
 from shared.store.sqlite import SqliteBackend
 

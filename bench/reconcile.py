@@ -38,7 +38,7 @@ from shared.messaging.sender import QueueSender
 from shared.models.lead import LEAD_FIELDS
 from shared.monitoring.token_state import IntegrationMonitor
 from shared.poller.reconcile import PollerConfig, PollerDeps, reconcile_window
-from shared.queues.names import LEADS_QUEUE
+from shared.storage.names import LEADS_QUEUE
 from tests.support.azurite import start_azurite
 
 PAGES = tuple(str(1_000_000_000_001 + n) for n in range(10))

@@ -31,7 +31,7 @@ from bench.load import Companion, LoadResult, cpu_seconds, fire_in_subprocess, s
 from bench.stack import PAGE, SECRET, Stack, local_stack, summary
 from devhost.simulate import WebhookChange
 from shared.messaging.messages import LeadMessage
-from shared.queues.names import LEADS_QUEUE, poison_queue
+from shared.storage.names import LEADS_QUEUE, poison_queue
 
 REFERENCE_QUEUE = "bench-reference"
 REFERENCE_RATE = 10.0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from shared.queues.connection import AZURITE_ACCOUNT_KEY, azurite_connection_string
+from shared.storage.connection import AZURITE_ACCOUNT_KEY, azurite_connection_string
 
 __all__ = ["AZURITE_ACCOUNT_KEY", "LOCAL_DEFAULTS", "apply_local_defaults", "azurite_connection_string"]
 

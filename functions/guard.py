@@ -20,8 +20,8 @@ from typing import Any, ParamSpec
 
 import azure.functions as func
 
-from shared.ratelimit import RateDecision, RateLimiter, RateLimitUnavailable, client_ip
 from shared.services import get_services
+from shared.storage.ratelimit import RateDecision, RateLimiter, RateLimitUnavailable, client_ip
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ import azure.functions as func
 
 from shared.ingest.pipeline import ingest_lead_message
 from shared.logs import get_logger, log_context
-from shared.queues.names import LEADS_QUEUE
 from shared.services import get_services
+from shared.storage.names import LEADS_QUEUE
 from shared.telemetry import continue_trace
 
 bp = func.Blueprint()

@@ -9,8 +9,8 @@ import azure.functions as func
 from shared.logs import get_logger, log_context
 from shared.notify.digest import digest_key
 from shared.notify.notifier import Sent, enqueue_notification, flush_outbox, handle_notification
-from shared.queues.names import NOTIFICATIONS_QUEUE
 from shared.services import get_services
+from shared.storage.names import NOTIFICATIONS_QUEUE
 from shared.telemetry import continue_trace
 
 bp = func.Blueprint()

@@ -22,8 +22,8 @@ from typing import Any
 
 from shared.errors import LeadAgentError
 from shared.monitoring.meta_health import check_token
-from shared.queues.names import LEADS_QUEUE
 from shared.services import Services
+from shared.storage.names import LEADS_QUEUE
 
 Check = Callable[[], dict[str, Any] | None]
 Answer = tuple[int, dict[str, Any]]

@@ -13,7 +13,6 @@ from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from shared.counters import TableCounters
 from shared.errors import QueueUnavailable
 from shared.graph.client import GraphClient
 from shared.graph.throttle import ThrottleGate
@@ -29,10 +28,11 @@ from shared.notify.digest import render_daily_digest
 from shared.notify.notifier import NotifyDeps, NotifyPolicy, enqueue_notification
 from shared.notify.recipients import Recipients
 from shared.poller.reconcile import PollerConfig, PollerDeps
-from shared.queues.connection import StorageTarget
-from shared.ratelimit import RateLimiter
 from shared.secrets import SecretProvider
 from shared.settings import Settings, get_settings
+from shared.storage.connection import StorageTarget
+from shared.storage.counters import TableCounters
+from shared.storage.ratelimit import RateLimiter
 from shared.store import Store
 from shared.store.backend import Backend
 

@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from shared.queues.connection import StorageTarget, storage_from_settings
+from shared.storage.connection import StorageTarget, storage_from_settings
 
 LOCAL_SETTINGS_FILE = "local.settings.json"
 

@@ -27,7 +27,7 @@ from shared.messaging.retry import RetryPolicy
 from shared.messaging.sender import QueueSender
 from shared.models.lead import GraphLead
 from shared.monitoring.token_state import IntegrationMonitor
-from shared.queues.names import LEADS_QUEUE
+from shared.storage.names import LEADS_QUEUE
 from shared.store import Store
 from shared.store.leads import AlreadyStored
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from shared.messaging.messages import DeadLetter, DeadLetterInfo
 from shared.messaging.sender import MAX_MESSAGE_BYTES, QueueSender, encoded_size
-from shared.queues.names import poison_queue
+from shared.storage.names import poison_queue
 
 HEADROOM_BYTES = 512  # JSON quoting and the encoding fields around a packed body
 

@@ -31,7 +31,7 @@ from shared.messaging.envelope import MessageModel, parse_message
 from shared.messaging.messages import DeadLetterInfo
 from shared.messaging.retry import RetryPolicy
 from shared.messaging.sender import QueueSender
-from shared.queues.names import poison_queue
+from shared.storage.names import poison_queue
 from shared.store import Store
 from shared.store.failed_events import FailedEvent
 

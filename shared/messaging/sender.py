@@ -17,7 +17,7 @@ from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from shared.errors import PermanentError, QueueUnavailable
-from shared.queues.connection import StorageTarget, storage_target
+from shared.storage.connection import StorageTarget, storage_target
 
 if TYPE_CHECKING:
     from azure.storage.queue import QueueClient

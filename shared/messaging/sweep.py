@@ -18,8 +18,8 @@ from typing import Any
 
 from shared.errors import QueueUnavailable, TransientError
 from shared.logs import get_logger
-from shared.queues.connection import StorageTarget, storage_target
-from shared.queues.names import LEADS_QUEUE, NOTIFICATIONS_QUEUE, poison_queue
+from shared.storage.connection import StorageTarget, storage_target
+from shared.storage.names import LEADS_QUEUE, NOTIFICATIONS_QUEUE, poison_queue
 from shared.store import Store
 from shared.store.failed_events import FailedEvent
 

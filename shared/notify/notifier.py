@@ -44,7 +44,7 @@ from shared.notify.base import EmailSender, OutcomeLookup, OutgoingEmail, Sender
 from shared.notify.content import RenderedEmail, render_alert, render_lead_email
 from shared.notify.models import AlertData, LeadSummary
 from shared.notify.recipients import Recipients
-from shared.queues.names import NOTIFICATIONS_QUEUE
+from shared.storage.names import NOTIFICATIONS_QUEUE
 from shared.store import Store
 from shared.store.leads import StoredLead
 from shared.store.outbox import STALE_CLAIM, PendingLead

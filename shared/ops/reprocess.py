@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from shared.messaging.messages import LeadMessage
 from shared.messaging.sender import QueueSender
-from shared.queues.names import LEADS_QUEUE, NOTIFICATIONS_QUEUE, POISON_SUFFIX
+from shared.storage.names import LEADS_QUEUE, NOTIFICATIONS_QUEUE, POISON_SUFFIX
 from shared.store import Store
 from shared.store.failed_events import FailedEventRow
 from shared.store.leads import LeadRouting

@@ -33,7 +33,7 @@ from shared.monitoring.incidents import close_incident, open_incident
 from shared.monitoring.meta_health import check_token, ensure_subscription, token_error
 from shared.monitoring.token_state import IntegrationMonitor
 from shared.poller.backfill import DAY_SECONDS, BackfillLimits, Gap, plan_poll
-from shared.queues.names import LEADS_QUEUE
+from shared.storage.names import LEADS_QUEUE
 from shared.store import Store
 from shared.store.coordination import PollRun
 

@@ -22,7 +22,7 @@ from shared.messaging.dead_letters import dead_letter_message, dead_letter_raw_b
 from shared.messaging.messages import DeadLetterInfo, LeadMessage, utc_now
 from shared.messaging.sender import MAX_MESSAGE_BYTES, QueueSender, encoded_size
 from shared.models.envelope import Change, Entry, LeadgenChange, WebhookEnvelope
-from shared.queues.names import LEADS_QUEUE
+from shared.storage.names import LEADS_QUEUE
 from shared.webhook.signature import verify_signature
 
 log = get_logger(__name__)

@@ -12,7 +12,7 @@ import requests
 
 from devhost.defaults import LOCAL_DEFAULTS
 from devhost.simulate import build_webhook_body, sign, simulate
-from shared.queues.names import LEADS_QUEUE, poison_queue
+from shared.storage.names import LEADS_QUEUE, poison_queue
 from tests.support.devhost_process import DevhostProcess, devhost_env, start_devhost
 from tests.support.queues import drain_json, message_count
 from tests.support.waiting import wait_until

@@ -14,7 +14,7 @@ import requests
 from devhost.defaults import LOCAL_DEFAULTS
 from devhost.sandbox_graph import RunningSandbox, SandboxGraph, serve
 from devhost.simulate import build_webhook_body, sign
-from shared.queues.names import LEADS_QUEUE, poison_queue
+from shared.storage.names import LEADS_QUEUE, poison_queue
 from tests.support.azurite import Azurite
 from tests.support.devhost_process import DevhostProcess, devhost_env, start_devhost
 from tests.support.queues import message_count, reset_queue

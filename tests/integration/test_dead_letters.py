@@ -15,7 +15,7 @@ from shared.ingest.pipeline import ingest_lead_message
 from shared.messaging.messages import LeadMessage
 from shared.messaging.sweep import HOST_MOVE_REASON, sweep_poison_queues
 from shared.ops.reprocess import reprocess
-from shared.queues.names import LEADS_QUEUE, NOTIFICATIONS_QUEUE, poison_queue
+from shared.storage.names import LEADS_QUEUE, NOTIFICATIONS_QUEUE, poison_queue
 from shared.store.failed_events import FailedEvent
 from shared.webhook.intake import receive_webhook
 from shared.webhook.signature import sign_body

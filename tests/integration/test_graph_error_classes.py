@@ -18,7 +18,7 @@ from shared.ingest.pipeline import IngestDeps, ingest_lead_message
 from shared.messaging.messages import LeadMessage
 from shared.messaging.retry import RetryPolicy
 from shared.messaging.sender import QueueSender
-from shared.queues.names import LEADS_QUEUE, poison_queue
+from shared.storage.names import LEADS_QUEUE, poison_queue
 from shared.store import Store
 from shared.store.sqlite import SqliteBackend
 from tests.support.queues import drain_json, message_count, reset_queue

@@ -19,7 +19,7 @@ from shared.notify.digest import digest_key
 from shared.notify.notifier import NotifyPolicy, enqueue_notification, flush_outbox, handle_notification
 from shared.notify.recipients import Recipients
 from shared.ops.reprocess import reprocess
-from shared.queues.names import NOTIFICATIONS_QUEUE, poison_queue
+from shared.storage.names import NOTIFICATIONS_QUEUE, poison_queue
 from shared.store import Store
 from shared.store.sqlite import SqliteBackend
 from tests.support.acs import FakeAcsEmail

@@ -18,8 +18,8 @@ from shared.ingest.pipeline import IngestDeps, ingest_lead_message
 from shared.messaging.sender import QueueSender
 from shared.monitoring.incidents import is_open
 from shared.poller.reconcile import poll_once, reconcile_window
-from shared.queues.connection import azurite_connection_string
-from shared.queues.names import LEADS_QUEUE, poison_queue
+from shared.storage.connection import azurite_connection_string
+from shared.storage.names import LEADS_QUEUE, poison_queue
 from tests.support.queues import drain_json, message_count, queue_client, reset_queue
 from tests.support.safety_net import APP_ID, APP_SECRET, PAGE, TOKEN, SafetyNet, build_safety_net, hours_ago
 from tests.support.waiting import free_port

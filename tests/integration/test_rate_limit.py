@@ -14,8 +14,8 @@ from azure.functions.decorators.http import HttpTrigger
 
 from functions import guard
 from functions.guard import count_failed_auth, rate_limited
-from shared.queues.connection import azurite_connection_string
-from shared.ratelimit import RateLimiter, RateLimitUnavailable
+from shared.storage.connection import azurite_connection_string
+from shared.storage.ratelimit import RateLimiter, RateLimitUnavailable
 from tests.support.waiting import free_port
 
 # 15 s into a window: 45 s remain until the next one.

@@ -8,10 +8,10 @@ import zlib
 
 import pytest
 
-from shared.counters import TableCounters
 from shared.messaging.sender import QueueSender
-from shared.queues.connection import azurite_connection_string
-from shared.queues.names import LEADS_QUEUE, poison_queue
+from shared.storage.connection import azurite_connection_string
+from shared.storage.counters import TableCounters
+from shared.storage.names import LEADS_QUEUE, poison_queue
 from shared.webhook.intake import receive_webhook
 from shared.webhook.signature import sign_body
 from tests.support.queues import drain_json, message_count, reset_queue

@@ -17,7 +17,7 @@ from shared.notify.acs import AcsSender
 from shared.notify.notifier import NotifyDeps, NotifyPolicy, handle_notification
 from shared.notify.recipients import Recipients
 from shared.notify.smtp import SmtpSender
-from shared.queues.names import NOTIFICATIONS_QUEUE
+from shared.storage.names import NOTIFICATIONS_QUEUE
 from shared.store import Store
 from tests.support.acs import FakeAcsEmail
 from tests.support.queues import queue_client

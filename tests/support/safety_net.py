@@ -14,7 +14,7 @@ from shared.messaging.retry import RetryPolicy
 from shared.messaging.sender import QueueSender
 from shared.monitoring.token_state import IntegrationMonitor
 from shared.poller.reconcile import PollerConfig, PollerDeps
-from shared.queues.names import LEADS_QUEUE
+from shared.storage.names import LEADS_QUEUE
 from shared.store import Store
 from shared.store.sqlite import SqliteBackend
 from tests.support.queues import queue_client

@@ -95,7 +95,7 @@ def report_on(workdir: Path) -> dict[str, Any]:
     from devhost.sandbox_graph import SandboxGraph, serve
     from devhost.simulate import WebhookChange, build_webhook_body, sign
     from devhost.smtp_sink import SmtpSink
-    from shared.queues.names import LEADS_QUEUE, NOTIFICATIONS_QUEUE
+    from shared.storage.names import LEADS_QUEUE, NOTIFICATIONS_QUEUE
     from shared.telemetry import setup_telemetry
     from tests.support.queues import reset_queue
 

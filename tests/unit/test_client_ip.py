@@ -6,7 +6,7 @@ a client sent; `X-Forwarded-For` keeps whatever the client wrote, so it is never
 
 from __future__ import annotations
 
-from shared.ratelimit import client_ip, rate_bucket
+from shared.storage.ratelimit import client_ip, rate_bucket
 
 
 def test_front_end_client_ip_with_port_is_stripped_to_the_address():

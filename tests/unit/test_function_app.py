@@ -115,7 +115,7 @@ def test_handshake_with_wrong_token_is_403(functions, local_env):
 
 def test_last_leads_rejects_a_bad_limit(functions, local_env, azurite, monkeypatch):
     from functions import guard
-    from shared.ratelimit import RateLimiter
+    from shared.storage.ratelimit import RateLimiter
 
     monkeypatch.setattr(guard, "limiter", lambda: RateLimiter(azurite.connection_string, table="unittestlimits"))
     for limit in ("0", "101", "ten", "-1"):

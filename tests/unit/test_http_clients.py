@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from shared import http_clients
-from shared.queues.connection import StorageTarget, azurite_connection_string
+from shared.storage.connection import StorageTarget, azurite_connection_string
 
 ENVIRONMENT = (*http_clients.PER_CALL_SETTINGS, *http_clients.CA_BUNDLE_SETTINGS)
 

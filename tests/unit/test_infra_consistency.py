@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 import yaml
 
-from shared.queues import names
-from shared.ratelimit import RATE_LIMIT_TABLE
 from shared.secrets import VAULT_NAMES
 from shared.settings import Settings
+from shared.storage import names
+from shared.storage.ratelimit import RATE_LIMIT_TABLE
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
@@ -252,7 +252,7 @@ def test_queue_and_table_names_match_the_code_host_json_and_storage_bicep(regist
     }
     assert triggered, "no queue bindings registered by function_app"
     unknown = sorted(triggered - queues)
-    assert not unknown, f"function_app binds queues that shared/queues/names.py does not name: {unknown}"
+    assert not unknown, f"function_app binds queues that shared/storage/names.py does not name: {unknown}"
     assert {names.LEADS_QUEUE, names.NOTIFICATIONS_QUEUE} <= triggered, (
         f"the queue triggers ({sorted(triggered)}) do not cover {names.LEADS_QUEUE} and {names.NOTIFICATIONS_QUEUE}"
     )

@@ -7,7 +7,7 @@ shared fixed-window count (`RateLimiter`); `functions/guard.py` maps the decisio
 
 One entity per (scope, bucket, window): PartitionKey `"{scope}:{bucket}"`, RowKey the window's
 start in epoch seconds, `count` the requests seen, `expires` the window's end. Increments use
-optimistic concurrency on the ETag (as `shared.counters` does), so instances never lose a count.
+optimistic concurrency on the ETag (as `counters` does), so instances never lose a count.
 Old windows are never read again; `RateLimiter.purge_expired` deletes those that ended more than
 a window ago (the dead-letter sweep timer calls it every 5 minutes), so a flood of distinct
 addresses does not grow the table for ever.
@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from shared.errors import TransientError
 from shared.logs import get_logger
-from shared.queues.connection import StorageTarget, storage_target
+from shared.storage.connection import StorageTarget, storage_target
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient

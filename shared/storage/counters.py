@@ -11,8 +11,8 @@ import threading
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from shared.queues.connection import StorageTarget, storage_target
-from shared.queues.names import COUNTERS_TABLE
+from shared.storage.connection import StorageTarget, storage_target
+from shared.storage.names import COUNTERS_TABLE
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient
