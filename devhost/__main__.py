@@ -27,32 +27,13 @@ import azure.functions as func
 from devhost.defaults import LOCAL_DEFAULTS
 from devhost.host import DRAIN_SECONDS, FunctionHost
 from devhost.invocation import StartupError
+from devhost.local_settings import LocalSettingsError, read_local_settings
 
 log = logging.getLogger("devhost")
 
 EXIT_SETTINGS = 2
 EXIT_STARTUP = 1
 EXIT_DRAIN_TIMEOUT = 3
-
-
-class LocalSettingsError(RuntimeError):
-    """`local.settings.json` exists but is not usable."""
-
-
-def read_local_settings(script_root: Path) -> tuple[dict[str, str], int | None]:
-    """`Values` and `Host.LocalHttpPort` of `local.settings.json` (empty and None when absent)."""
-    path = script_root / "local.settings.json"
-    if not path.is_file():
-        return {}, None
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise LocalSettingsError(f"{path}: not readable JSON ({exc})") from None
-    if not isinstance(document, dict):
-        raise LocalSettingsError(f"{path}: must be a JSON object")
-    values = document.get("Values") or {}
-    port = (document.get("Host") or {}).get("LocalHttpPort")
-    return {str(k): str(v) for k, v in values.items()}, int(port) if port else None
 
 
 def merge_settings(local_values: Mapping[str, str], environ: Mapping[str, str]) -> dict[str, str]:

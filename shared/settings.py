@@ -1,7 +1,8 @@
-"""Settings: read once from the process environment and `local.settings.json` into one typed object.
+"""Settings: read once from the process environment into one typed object.
 
-Process environment variables win over `local.settings.json` values, as with Core Tools. A
-missing or malformed required setting raises `SettingsError` with one line naming it.
+The app reads its environment only. Locally, the host (Core Tools' `func start`, or the devhost)
+loads `local.settings.json` into that environment before the app starts. A missing or malformed
+required setting raises `SettingsError` with one line naming it.
 """
 
 from __future__ import annotations
@@ -10,14 +11,11 @@ import json
 import os
 from collections.abc import Mapping
 from functools import lru_cache
-from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from shared.storage.connection import StorageTarget, storage_from_settings
-
-LOCAL_SETTINGS_FILE = "local.settings.json"
 
 
 class SettingsError(RuntimeError):
@@ -256,25 +254,10 @@ class Settings(BaseModel):
         return self
 
 
-def read_local_settings(directory: str | os.PathLike[str] = ".") -> dict[str, str]:
-    """The `Values` of `local.settings.json` in `directory`, or nothing when the file is absent."""
-    path = Path(directory) / LOCAL_SETTINGS_FILE
-    if not path.is_file():
-        return {}
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings from `environ` (the process environment by default); fail on the first bad one."""
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise SettingsError(f"{path}: not readable JSON ({exc})") from exc
-    values = document.get("Values", {}) if isinstance(document, dict) else {}
-    return {str(k): str(v) for k, v in values.items()}
-
-
-def load_settings(environ: Mapping[str, str] | None = None, directory: str | os.PathLike[str] = ".") -> Settings:
-    """Build the settings from `local.settings.json` overlaid by the environment; fail on the first bad one."""
-    merged: dict[str, str] = dict(read_local_settings(directory))
-    merged.update(os.environ if environ is None else environ)
-    try:
-        return Settings.model_validate(merged)
+        return Settings.model_validate(dict(os.environ if environ is None else environ))
     except ValidationError as exc:
         first = exc.errors()[0]
         if not first["loc"]:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 
 from devhost.defaults import apply_local_defaults
-from shared.settings import read_local_settings
+from devhost.local_settings import LocalSettingsError, read_local_settings
+from shared.settings import SettingsError
 
 
 def local_environment(
@@ -14,7 +16,11 @@ def local_environment(
 ) -> dict[str, str]:
     """Every setting, taken from the environment first, then `local.settings.json` Values, then the local defaults."""
     merged = dict(os.environ if environ is None else environ)
-    for name, value in read_local_settings(directory).items():
+    try:
+        local_values, _ = read_local_settings(Path(directory))
+    except LocalSettingsError as exc:
+        raise SettingsError(str(exc)) from None
+    for name, value in local_values.items():
         merged.setdefault(name, value)
     apply_local_defaults(merged)
     return merged

@@ -51,7 +51,7 @@ def make_services(azurite, graph: RunningSandbox, tmp_path: Path) -> Callable[..
             "EMAIL_SENDER": "none",
             **settings,
         }
-        return Services(load_settings(environ, directory=tmp_path))
+        return Services(load_settings(environ))
 
     return make
 

@@ -49,12 +49,12 @@ def test_downtime_within_the_window_is_no_gap_and_downtime_beyond_it_is_one():
     assert gap is not None and gap.as_dict()["hours"] == 30.0 and not gap.capped
 
 
-def test_the_settings_set_the_first_run_window_and_the_cap(tmp_path):
-    settings = load_settings({**LOCAL_DEFAULTS, "POLL_FIRST_RUN_HOURS": "48", "POLL_MAX_BACKFILL_DAYS": "30"}, tmp_path)
+def test_the_settings_set_the_first_run_window_and_the_cap():
+    settings = load_settings({**LOCAL_DEFAULTS, "POLL_FIRST_RUN_HOURS": "48", "POLL_MAX_BACKFILL_DAYS": "30"})
     config = Services(settings).poller_deps().config
     assert (config.first_run_hours, config.max_backfill_days) == (48, 30)
 
 
-def test_the_defaults_are_a_day_on_first_install_and_ninety_days_after_downtime(tmp_path):
-    config = Services(load_settings(LOCAL_DEFAULTS, tmp_path)).poller_deps().config
+def test_the_defaults_are_a_day_on_first_install_and_ninety_days_after_downtime():
+    config = Services(load_settings(LOCAL_DEFAULTS)).poller_deps().config
     assert (config.first_run_hours, config.max_backfill_days) == (24, 90)
