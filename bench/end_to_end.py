@@ -44,7 +44,7 @@ from bench.webhook_latency import (
     reference_text,
     wait_stored,
 )
-from devhost.sandbox_graph import SandboxGraph
+from devhost.sandbox import SandboxGraph
 from devhost.simulate import WebhookChange, fake_field_data
 from shared.ingest.transform import normalise_lead
 from shared.messaging.messages import LeadMessage

@@ -24,7 +24,7 @@ from typing import Any
 
 import requests
 
-from devhost.sandbox_graph import SandboxGraph
+from devhost.sandbox import SandboxGraph
 from devhost.simulate import WebhookChange, build_webhook_body, fake_field_data, sign
 
 TIMEOUT = (3.05, 30.0)

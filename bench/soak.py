@@ -31,7 +31,7 @@ from pathlib import Path
 import requests
 
 from bench.stack import PAGE, SECRET, TOKEN
-from devhost.sandbox_graph import RunningSandbox, SandboxGraph, serve
+from devhost.sandbox import RunningSandbox, SandboxGraph, serve
 from devhost.simulate import build_webhook_body, sign
 from devhost.smtp_sink import SmtpSink
 from tests.support.azurite import Azurite, start_azurite

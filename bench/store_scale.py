@@ -35,7 +35,7 @@ from typing import Any
 import requests
 
 from bench.stack import PAGE, local_stack, percentile
-from devhost.sandbox_graph import SandboxGraph
+from devhost.sandbox import SandboxGraph
 from devhost.simulate import WebhookChange, fake_field_data
 from shared import stats
 from shared.ingest.transform import normalise_lead

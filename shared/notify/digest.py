@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta, tzinfo
 
-from shared.notify.content import RenderedEmail, render_digest
 from shared.notify.models import DigestData
+from shared.notify.templates import RenderedEmail, render_digest
 from shared.store import Store
 
 

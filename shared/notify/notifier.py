@@ -41,9 +41,9 @@ from shared.messaging.processor import Consumer, Handled, LookAgain, Outcome, pr
 from shared.messaging.retry import RetryPolicy
 from shared.messaging.sender import QueueSender
 from shared.notify.base import EmailSender, OutcomeLookup, OutgoingEmail, SenderThrottled, SendOutcomeUnknown
-from shared.notify.content import RenderedEmail, render_alert, render_lead_email
 from shared.notify.models import AlertData, LeadSummary
 from shared.notify.recipients import Recipients
+from shared.notify.templates import RenderedEmail, render_alert, render_lead_email
 from shared.storage.names import NOTIFICATIONS_QUEUE
 from shared.store import Store
 from shared.store.leads import StoredLead

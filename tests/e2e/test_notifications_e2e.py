@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from devhost.defaults import LOCAL_DEFAULTS
-from devhost.sandbox_graph import RunningSandbox, SandboxGraph, serve
+from devhost.sandbox import RunningSandbox, SandboxGraph, serve
 from devhost.simulate import simulate
 from devhost.smtp_sink import SmtpSink
 from tests.support.devhost_process import devhost_env, start_devhost

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from devhost.defaults import LOCAL_DEFAULTS
-from devhost.sandbox_graph import RunningSandbox, SandboxGraph, serve
+from devhost.sandbox import RunningSandbox, SandboxGraph, serve
 from devhost.simulate import simulate
 from devhost.smtp_sink import SmtpSink
 from tests.support.azurite import Azurite, start_azurite

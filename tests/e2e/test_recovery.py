@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from devhost.defaults import LOCAL_DEFAULTS
-from devhost.sandbox_graph import RunningSandbox, SandboxGraph, serve
+from devhost.sandbox import RunningSandbox, SandboxGraph, serve
 from devhost.simulate import build_webhook_body, sign
 from shared.storage.names import LEADS_QUEUE, poison_queue
 from tests.support.azurite import Azurite

@@ -13,7 +13,7 @@ import azure.functions as func
 import pytest
 
 from devhost.defaults import LOCAL_DEFAULTS
-from devhost.sandbox_graph import RunningSandbox, SandboxGraph, serve
+from devhost.sandbox import RunningSandbox, SandboxGraph, serve
 from functions import health as health_functions
 from shared.health import AnswerCache, overall_health
 from shared.services import Services

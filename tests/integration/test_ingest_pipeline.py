@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from devhost.sandbox_graph import RunningSandbox, SandboxGraph, serve
+from devhost.sandbox import RunningSandbox, SandboxGraph, serve
 from shared.graph.client import GraphClient
 from shared.ingest.pipeline import IngestDeps, ingest_lead_message
 from shared.messaging.messages import LeadMessage

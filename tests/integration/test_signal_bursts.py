@@ -90,7 +90,7 @@ def test_the_smtp_sink_stops_after_a_burst_of_sigterm(tmp_path):
 
 def test_the_sandbox_graph_stops_after_a_burst_of_sigterm(tmp_path):
     port = free_port()
-    command = [sys.executable, "-m", "devhost.sandbox_graph", "--port", str(port)]
+    command = [sys.executable, "-m", "devhost.sandbox", "--port", str(port)]
     stops_after_bursts("sandbox", command, port, tmp_path, rounds=10)
 
 

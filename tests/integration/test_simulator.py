@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from devhost.sandbox_graph import RunningSandbox, SandboxGraph, serve
+from devhost.sandbox import RunningSandbox, SandboxGraph, serve
 from devhost.simulate import SimulationReport, WebhookChange, build_webhook_body, sign, simulate
 from tests.support.waiting import port_open, wait_until
 

@@ -92,7 +92,7 @@ def report_on(workdir: Path) -> dict[str, Any]:
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from devhost.sandbox_graph import SandboxGraph, serve
+    from devhost.sandbox import SandboxGraph, serve
     from devhost.simulate import WebhookChange, build_webhook_body, sign
     from devhost.smtp_sink import SmtpSink
     from shared.storage.names import LEADS_QUEUE, NOTIFICATIONS_QUEUE

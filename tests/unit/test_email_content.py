@@ -12,8 +12,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from shared.monitoring.incidents import IncidentKind
-from shared.notify.content import render_alert, render_digest, render_lead_email
 from shared.notify.models import AlertData, DigestData, LeadSummary
+from shared.notify.templates import render_alert, render_digest, render_lead_email
 from shared.notify.templates.html import SUBJECT_MAX
 
 BERLIN = ZoneInfo("Europe/Berlin")
