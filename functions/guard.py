@@ -20,8 +20,8 @@ from typing import Any, ParamSpec
 
 import azure.functions as func
 
-from shared.services import get_services
 from shared.storage.ratelimit import RateDecision, RateLimiter, RateLimitUnavailable, client_ip
+from wiring import get_services
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ WEBHOOK_AUTH_SCOPE = "webhook-auth"
 
 
 def _services_limiter() -> RateLimiter:
-    # `Services.rate_limiter` (shared/services.py) builds the process's limiter from the settings.
+    # `Services.rate_limiter` (wiring.py) builds the process's limiter from the settings.
     services: Any = get_services()
     limiter: RateLimiter = services.rate_limiter
     return limiter
@@ -53,7 +53,7 @@ def rate_limited(
     def decorate(handler: Callable[P, func.HttpResponse]) -> Callable[P, func.HttpResponse]:
         @functools.wraps(handler)
         def guarded(*args: P.args, **kwargs: P.kwargs) -> func.HttpResponse:
-            refused = _check(_request_of(args, kwargs), scope, fail_open)
+            refused = _check(request_of(args, kwargs), scope, fail_open)
             return refused if refused is not None else handler(*args, **kwargs)
 
         return guarded
@@ -97,9 +97,9 @@ def _check(req: func.HttpRequest, scope: str, fail_open: bool) -> func.HttpRespo
     return too_many_requests(decision)
 
 
-def _request_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> func.HttpRequest:
+def request_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> func.HttpRequest:
     """The call's `func.HttpRequest` (the worker passes it by its argument name, tests often by position)."""
     for value in (*args, *kwargs.values()):
         if isinstance(value, func.HttpRequest):
             return value
-    raise TypeError("@rate_limited needs a function that takes a func.HttpRequest")
+    raise TypeError("an HTTP route wrapper needs a function that takes a func.HttpRequest")

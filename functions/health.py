@@ -6,8 +6,8 @@ import azure.functions as func
 
 from functions.guard import rate_limited
 from functions.responses import json_response
-from shared.health import detailed_health, overall_health
-from shared.services import get_services
+from shared.health import HealthReport, detailed_health, overall_health
+from wiring import get_services
 
 bp = func.Blueprint()
 
@@ -16,8 +16,7 @@ bp = func.Blueprint()
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def health(req: func.HttpRequest) -> func.HttpResponse:
     """200 when queue, database, Facebook and email are healthy; 503 naming which are not."""
-    status, body = overall_health(get_services())
-    return json_response(body, status)
+    return _answer(overall_health(get_services()))
 
 
 @bp.function_name("health_db")
@@ -25,8 +24,7 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
 @rate_limited("ops")
 def health_db(req: func.HttpRequest) -> func.HttpResponse:
     """A real query with its latency, and the schema version."""
-    status, body = detailed_health(get_services(), "db")
-    return json_response(body, status)
+    return _answer(detailed_health(get_services(), "db"))
 
 
 @bp.function_name("health_facebook")
@@ -34,8 +32,7 @@ def health_db(req: func.HttpRequest) -> func.HttpResponse:
 @rate_limited("ops")
 def health_facebook(req: func.HttpRequest) -> func.HttpResponse:
     """Token validity, expiry and scopes; each page's subscription; the throttling state."""
-    status, body = detailed_health(get_services(), "facebook")
-    return json_response(body, status)
+    return _answer(detailed_health(get_services(), "facebook"))
 
 
 @bp.function_name("health_email")
@@ -43,5 +40,9 @@ def health_facebook(req: func.HttpRequest) -> func.HttpResponse:
 @rate_limited("ops")
 def health_email(req: func.HttpRequest) -> func.HttpResponse:
     """The sender is configured and reachable (SMTP connect + EHLO; ACS credential obtainable)."""
-    status, body = detailed_health(get_services(), "email")
-    return json_response(body, status)
+    return _answer(detailed_health(get_services(), "email"))
+
+
+def _answer(report: HealthReport) -> func.HttpResponse:
+    """200 when healthy, else 503; the body names each check either way."""
+    return json_response(report.as_dict(), 200 if report.healthy else 503)

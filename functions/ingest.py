@@ -6,9 +6,9 @@ import azure.functions as func
 
 from shared.ingest.pipeline import ingest_lead_message
 from shared.logs import get_logger, log_context
-from shared.services import get_services
 from shared.storage.names import LEADS_QUEUE
 from shared.telemetry import continue_trace
+from wiring import get_services
 
 bp = func.Blueprint()
 log = get_logger(__name__)

@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 import azure.functions as func
 
 from shared.logs import get_logger, log_context
-from shared.notify.digest import digest_key
-from shared.notify.notifier import Sent, enqueue_notification, flush_outbox, handle_notification
-from shared.services import get_services
+from shared.notify.notifier import Sent, handle_notification
+from shared.ops.outbox import flush, queue_daily_digest
 from shared.storage.names import NOTIFICATIONS_QUEUE
 from shared.telemetry import continue_trace
+from wiring import get_services
 
 bp = func.Blueprint()
 log = get_logger(__name__)
@@ -34,10 +34,7 @@ def send_notification(msg: func.QueueMessage, context: func.Context) -> None:
 @bp.timer_trigger(arg_name="timer", schedule="15 * * * * *", run_on_startup=False, use_monitor=False)
 def flush_outbox_timer(timer: func.TimerRequest) -> None:
     """Queue outbox rows that never got their message (alerts, and leads after a crash)."""
-    services = get_services()
-    if services.settings.email_sender == "none":
-        return
-    queued = flush_outbox(services.sender, services.store, datetime.now(UTC))
+    queued = flush(get_services().outbox(), datetime.now(UTC))
     if queued:
         log.warning("outbox: queued %d notifications", queued, extra={"stage": "notify", "outcome": "flushed"})
 
@@ -46,9 +43,4 @@ def flush_outbox_timer(timer: func.TimerRequest) -> None:
 @bp.timer_trigger(arg_name="timer", schedule="%DIGEST_SCHEDULE%", run_on_startup=False, use_monitor=True)
 def daily_digest(timer: func.TimerRequest) -> None:
     """Queue today's digest once (the outbox key is the UTC date)."""
-    services = get_services()
-    if services.settings.email_sender == "none":
-        return
-    key = digest_key(datetime.now(UTC))
-    if services.store.outbox.add_outbox("digest", key):
-        enqueue_notification(services.sender, services.store, "digest", key)
+    queue_daily_digest(get_services().outbox(), datetime.now(UTC))

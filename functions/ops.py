@@ -5,11 +5,12 @@ from __future__ import annotations
 import azure.functions as func
 
 from functions.guard import rate_limited
-from functions.responses import json_response
-from shared.errors import QueueUnavailable, StoreUnavailable
+from functions.responses import answers_errors, json_response
+from shared.ops.dead_letters import list_failed_events
+from shared.ops.leads import erase_lead, last_leads
 from shared.ops.reprocess import reprocess
 from shared.poller.reconcile import reconcile_window
-from shared.services import get_services
+from wiring import get_services
 
 bp = func.Blueprint()
 
@@ -21,21 +22,19 @@ MAX_RECONCILE_HOURS = 90 * 24
 @bp.function_name("ops_last_leads")
 @bp.route(route="ops/last-leads", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 @rate_limited("ops")
+@answers_errors
 def ops_last_leads(req: func.HttpRequest) -> func.HttpResponse:
     """`{"leads": [...]}` newest first; `limit` from 1 to 100 (default 10)."""
     raw = req.params.get("limit", "10")
     if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LAST_LEADS:
         return json_response({"error": f"limit must be a whole number from 1 to {MAX_LAST_LEADS}"}, 400)
-    try:
-        leads = get_services().store.leads.last_leads(int(raw))
-    except StoreUnavailable:
-        return json_response({"error": "database unavailable"}, 503)
-    return json_response({"leads": [lead.ops_view() for lead in leads]})
+    return json_response({"leads": last_leads(get_services().store, int(raw))})
 
 
 @bp.function_name("ops_failed_events")
 @bp.route(route="ops/failed-events", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 @rate_limited("ops")
+@answers_errors
 def ops_failed_events(req: func.HttpRequest) -> func.HttpResponse:
     """`{"events": [...]}` newest first; sweeps the poison queues first so nothing is hidden."""
     status = req.params.get("status", "open")
@@ -46,31 +45,25 @@ def ops_failed_events(req: func.HttpRequest) -> func.HttpResponse:
         or not 1 <= int(raw) <= MAX_FAILED_EVENTS
     ):
         return json_response({"error": f"status is open|reprocessed|resolved; limit 1 to {MAX_FAILED_EVENTS}"}, 400)
-    try:
-        events = get_services().list_failed_events(status, int(raw))
-    except StoreUnavailable:
-        return json_response({"error": "database unavailable"}, 503)
-    return json_response({"events": events})
+    services = get_services()
+    return json_response({"events": list_failed_events(services.store, services.sweep, status, int(raw))})
 
 
 @bp.function_name("ops_reprocess")
 @bp.route(route="ops/reprocess/{id}", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 @rate_limited("ops")
+@answers_errors
 def ops_reprocess(req: func.HttpRequest) -> func.HttpResponse:
     """Re-queue a failed event (by id) or a lead (by facebook_lead_id): 202, 404 or 409."""
     services = get_services()
-    try:
-        result = reprocess(req.route_params.get("id", ""), services.store, services.sender)
-    except StoreUnavailable:
-        return json_response({"error": "database unavailable"}, 503)
-    except QueueUnavailable:
-        return json_response({"error": "queue unavailable"}, 503)
-    return json_response(result.body, result.status)
+    requeued = reprocess(req.route_params.get("id", ""), services.store, services.sender)
+    return json_response({"queued": requeued.as_dict()}, 202)
 
 
 @bp.function_name("ops_reconcile")
 @bp.route(route="ops/reconcile", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 @rate_limited("ops")
+@answers_errors
 def ops_reconcile(req: func.HttpRequest) -> func.HttpResponse:
     """Reconcile the last `hours` (1 to 2160) now; returns the run's figures."""
     raw = req.params.get("hours", "24")
@@ -81,10 +74,7 @@ def ops_reconcile(req: func.HttpRequest) -> func.HttpResponse:
     if not 0 < hours <= MAX_RECONCILE_HOURS:
         return json_response({"error": f"hours must be a number from 1 to {MAX_RECONCILE_HOURS}"}, 400)
     services = get_services()
-    try:
-        report = reconcile_window(services.poller_deps(), hours, services.settings.reconcile_http_budget_seconds)
-    except StoreUnavailable:
-        return json_response({"error": "database unavailable"}, 503)
+    report = reconcile_window(services.poller_deps(), hours, services.settings.reconcile_http_budget_seconds)
     status = 409 if report.skipped == "another poll is running" else 200
     return json_response(report.as_dict(), status)
 
@@ -92,6 +82,7 @@ def ops_reconcile(req: func.HttpRequest) -> func.HttpResponse:
 @bp.function_name("ops_erase_lead")
 @bp.route(route="ops/leads/{facebook_lead_id}", methods=["DELETE"], auth_level=func.AuthLevel.FUNCTION)
 @rate_limited("ops")
+@answers_errors
 def ops_erase_lead(req: func.HttpRequest) -> func.HttpResponse:
     """Erase one person's data from every table; an audit row without PII and a tombstone remain.
 
@@ -100,15 +91,4 @@ def ops_erase_lead(req: func.HttpRequest) -> func.HttpResponse:
     lead_id = req.route_params.get("facebook_lead_id", "")
     if not (lead_id.isascii() and lead_id.isdigit()) or len(lead_id) > 32:
         return json_response({"error": "a lead id is digits only"}, 404)
-    try:
-        erasure = get_services().store.leads.erase_lead(lead_id)
-    except StoreUnavailable:
-        return json_response({"error": "database unavailable"}, 503)
-    return json_response(
-        {
-            "facebook_lead_id": lead_id,
-            "erased": erasure.erased,
-            "tombstoned": erasure.tombstoned,
-            "tables": erasure.rows,
-        }
-    )
+    return json_response(erase_lead(get_services().store, lead_id))

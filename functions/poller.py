@@ -6,7 +6,7 @@ import azure.functions as func
 
 from shared.logs import get_logger, log_context
 from shared.poller.reconcile import poll_once
-from shared.services import get_services
+from wiring import get_services
 
 bp = func.Blueprint()
 log = get_logger(__name__)

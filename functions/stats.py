@@ -5,10 +5,9 @@ from __future__ import annotations
 import azure.functions as func
 
 from functions.guard import rate_limited
-from functions.responses import json_response, window_hours
+from functions.responses import answers_errors, json_response, window_hours
 from shared import stats
-from shared.errors import StoreUnavailable
-from shared.services import get_services
+from wiring import get_services
 
 bp = func.Blueprint()
 BAD_HOURS = {"error": "hours must be a number greater than 0 and at most 720"}
@@ -17,38 +16,32 @@ BAD_HOURS = {"error": "hours must be a number greater than 0 and at most 720"}
 @bp.function_name("stats")
 @bp.route(route="stats", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 @rate_limited("ops")
+@answers_errors
 def stats_overview(req: func.HttpRequest) -> func.HttpResponse:
     """Totals, leads by source, duplicates, open dead letters, success rate, last lead time."""
-    try:
-        return json_response(stats.overview(get_services().store))
-    except StoreUnavailable:
-        return json_response({"error": "database unavailable"}, 503)
+    return json_response(stats.overview(get_services().store))
 
 
 @bp.function_name("stats_ingestion")
 @bp.route(route="stats/ingestion", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 @rate_limited("ops")
+@answers_errors
 def stats_ingestion(req: func.HttpRequest) -> func.HttpResponse:
     """Webhook vs polling per hour and per form, duplicates, retries, dead letters, reconciliation."""
     hours = window_hours(req)
     if hours is None:
         return json_response(BAD_HOURS, 400)
     services = get_services()
-    try:
-        return json_response(stats.ingestion(services.store, hours, services.form_name))
-    except StoreUnavailable:
-        return json_response({"error": "database unavailable"}, 503)
+    return json_response(stats.ingestion(services.store, hours, services.form_name))
 
 
 @bp.function_name("stats_notifications")
 @bp.route(route="stats/notifications", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 @rate_limited("ops")
+@answers_errors
 def stats_notifications(req: func.HttpRequest) -> func.HttpResponse:
     """Emails sent, grouped, retried, failed, pending, and latency percentiles."""
     hours = window_hours(req)
     if hours is None:
         return json_response(BAD_HOURS, 400)
-    try:
-        return json_response(stats.notifications(get_services().store, hours))
-    except StoreUnavailable:
-        return json_response({"error": "database unavailable"}, 503)
+    return json_response(stats.notifications(get_services().store, hours))

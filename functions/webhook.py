@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import azure.functions as func
 
-from functions.guard import count_failed_auth
+from functions.responses import answers_errors
 from shared.logs import log_context
-from shared.services import get_services
 from shared.webhook.handshake import answer_handshake
-from shared.webhook.intake import receive_webhook
+from shared.webhook.intake import IntakeResult, receive_webhook
+from wiring import get_services
 
 bp = func.Blueprint()
 
@@ -21,6 +23,7 @@ def facebook_leads_webhook(req: func.HttpRequest, context: func.Context) -> func
         return _answer(req)
 
 
+@answers_errors
 def _answer(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()
     settings = services.settings
@@ -37,8 +40,19 @@ def _answer(req: func.HttpRequest) -> func.HttpResponse:
         settings.webhook_max_body_bytes,
         services.count_ignored,
     )
-    if result.status == 401:  # only failed signatures count toward the limit, never signed deliveries
-        limited = count_failed_auth(req)
-        if limited is not None:
-            return limited
-    return func.HttpResponse(result.body, status_code=result.status, mimetype="application/json")
+    return _intake_answer(result, settings.webhook_max_body_bytes)
+
+
+def _intake_answer(result: IntakeResult, max_body_bytes: int) -> func.HttpResponse:
+    """What Meta sees: 200 for a body it must not send again, 400 not JSON, 413 too large."""
+    if result.outcome == "too_large":
+        return _json(413, error="payload too large", limit_bytes=max_body_bytes)
+    if result.outcome == "malformed":
+        return _json(400, error=result.reason)
+    if result.outcome == "ignored":
+        return _json(200, status="ignored", reason=result.reason)
+    return _json(200, status="ok", queued=result.queued, ignored=result.ignored, dead_lettered=result.dead_lettered)
+
+
+def _json(http_status: int, /, **payload: object) -> func.HttpResponse:
+    return func.HttpResponse(json.dumps(payload), status_code=http_status, mimetype="application/json")

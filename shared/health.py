@@ -17,16 +17,59 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, Protocol
 
 from shared.errors import LeadAgentError
+from shared.graph.client import GraphClient
+from shared.graph.throttle import ThrottleGate
+from shared.messaging.sender import QueueSender
 from shared.monitoring.meta_health import check_token
-from shared.services import Services
+from shared.notify.base import EmailSender
+from shared.secrets import SecretProvider
+from shared.settings import Settings
 from shared.storage.names import LEADS_QUEUE
+from shared.store import Store
 
 Check = Callable[[], dict[str, Any] | None]
-Answer = tuple[int, dict[str, Any]]
+
+
+class Parts(Protocol):
+    """What the checks look at; the app's wiring provides them (built lazily, on first use)."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def store(self) -> Store: ...
+    @property
+    def sender(self) -> QueueSender: ...
+    @property
+    def graph(self) -> GraphClient: ...
+    @property
+    def throttle(self) -> ThrottleGate: ...
+    @property
+    def secrets(self) -> SecretProvider: ...
+    @property
+    def email_sender(self) -> EmailSender: ...
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """`ok` when every check is ok (or disabled); `down` when every one fails; `degraded` otherwise."""
+
+    status: Literal["ok", "degraded", "down"]
+    checks: dict[str, dict[str, Any]]
+
+    @property
+    def healthy(self) -> bool:
+        return self.status == "ok"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "checks": self.checks}
+
+
+Answer = HealthReport
 
 ANONYMOUS_ANSWER_SECONDS = 5.0
 
@@ -52,25 +95,21 @@ def _result(status: str, started: float, reason: str) -> dict[str, Any]:
     return {"status": status, "latency_ms": round((time.perf_counter() - started) * 1000, 1), "reason": reason}
 
 
-def summarise(checks: Mapping[str, dict[str, Any]]) -> tuple[int, dict[str, Any]]:
-    """HTTP status and body: 200 `ok` when every check is ok (or disabled); 503 `degraded` or `down` otherwise."""
+def summarise(checks: Mapping[str, dict[str, Any]]) -> HealthReport:
+    """`ok` when every check is ok (or disabled); `down` when all fail; `degraded` otherwise."""
     failing = [name for name, check in checks.items() if check["status"] not in ("ok", "disabled")]
     if not failing:
-        status = "ok"
-    elif len(failing) == len(checks):
-        status = "down"
-    else:
-        status = "degraded"
-    return (200 if status == "ok" else 503), {"status": status, "checks": dict(checks)}
+        return HealthReport("ok", dict(checks))
+    return HealthReport("down" if len(failing) == len(checks) else "degraded", dict(checks))
 
 
-def database_detail(services: Services) -> dict[str, Any]:
+def database_detail(services: Parts) -> dict[str, Any]:
     """A real query and the schema version."""
     latency = services.store.ping()
     return {"query_ms": round(latency, 1), "schema_version": services.store.schema_version()}
 
 
-def facebook_detail(services: Services) -> dict[str, Any]:
+def facebook_detail(services: Parts) -> dict[str, Any]:
     """Token validity, expiry and scopes (`debug_token`), each page's subscription, the throttle state."""
     token = check_token(services.graph, services.secrets.access_token(), services.secrets.app_token())
     subscriptions = []
@@ -102,7 +141,7 @@ def facebook_detail(services: Services) -> dict[str, Any]:
     return detail
 
 
-def email_detail(services: Services) -> dict[str, Any]:
+def email_detail(services: Parts) -> dict[str, Any]:
     """Sender configured and reachable (SMTP connect + EHLO; ACS credential obtainable)."""
     if services.settings.email_sender == "none":
         return {"status": "disabled", "reason": "EMAIL_SENDER is none"}
@@ -167,11 +206,11 @@ class AnswerCache:
             return answer
 
 
-_answers: weakref.WeakKeyDictionary[Services, AnswerCache] = weakref.WeakKeyDictionary()
+_answers: weakref.WeakKeyDictionary[Parts, AnswerCache] = weakref.WeakKeyDictionary()
 _answers_lock = threading.Lock()
 
 
-def _answers_for(services: Services) -> AnswerCache:
+def _answers_for(services: Parts) -> AnswerCache:
     """This process's answer cache for `services`: `ANONYMOUS_ANSWER_SECONDS`, or less if `HEALTH_CACHE_SECONDS` is."""
     with _answers_lock:
         if services not in _answers:
@@ -180,7 +219,7 @@ def _answers_for(services: Services) -> AnswerCache:
         return _answers[services]
 
 
-def overall_health(services: Services, cache: HealthCache | None = None, answers: AnswerCache | None = None) -> Answer:
+def overall_health(services: Parts, cache: HealthCache | None = None, answers: AnswerCache | None = None) -> Answer:
     """The anonymous `/api/health`: queue, database, Facebook and email, short reasons only.
 
     Answered from `answers` (by default this process's `AnswerCache` for `services`): at most one
@@ -190,7 +229,7 @@ def overall_health(services: Services, cache: HealthCache | None = None, answers
     return (answers or _answers_for(services)).get(lambda: _live_overall_health(services, cache))
 
 
-def _live_overall_health(services: Services, cache: HealthCache) -> Answer:
+def _live_overall_health(services: Parts, cache: HealthCache) -> Answer:
     checks = {
         "queue": run_check(lambda: services.sender.ping(LEADS_QUEUE)),
         "database": run_check(lambda: {"query_ms": services.store.ping()}),
@@ -200,7 +239,7 @@ def _live_overall_health(services: Services, cache: HealthCache) -> Answer:
     return summarise({name: _short(check) for name, check in checks.items()})
 
 
-def detailed_health(services: Services, name: str) -> tuple[int, dict[str, Any]]:
+def detailed_health(services: Parts, name: str) -> HealthReport:
     """One live check with its detail: `db`, `facebook` or `email`."""
     probes: dict[str, Check] = {
         "db": lambda: database_detail(services),

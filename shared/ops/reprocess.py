@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from shared.messaging.messages import LeadMessage
 from shared.messaging.sender import QueueSender
+from shared.ops.errors import NotFound, NotReplayable
 from shared.storage.names import LEADS_QUEUE, NOTIFICATIONS_QUEUE, POISON_SUFFIX
 from shared.store import Store
 from shared.store.failed_events import FailedEventRow
@@ -22,26 +23,33 @@ MAX_EVENT_ID_DIGITS = 12  # failed-event ids are small; lead ids are 15+ digits
 
 
 @dataclass(frozen=True)
-class ReprocessResult:
-    """HTTP status and JSON body for `POST /api/ops/reprocess/{id}`."""
+class Requeued:
+    """What was put back on a queue: the queue, the message id and what it is about."""
 
-    status: int
-    body: dict[str, Any]
+    queue: str
+    message_id: str
+    facebook_lead_id: str | None
+    failed_event_id: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The ops view: `queue`, then `failed_event_id` when a dead letter was replayed, the lead and message ids."""
+        event = {} if self.failed_event_id is None else {"failed_event_id": self.failed_event_id}
+        return {"queue": self.queue, **event, "facebook_lead_id": self.facebook_lead_id, "message_id": self.message_id}
 
 
-def reprocess(identifier: str, store: Store, sender: QueueSender) -> ReprocessResult:
-    """Re-queue what `identifier` names: 202 with what was queued, 404 unknown, 409 not replayable."""
+def reprocess(identifier: str, store: Store, sender: QueueSender) -> Requeued:
+    """Re-queue what `identifier` names; raises `NotFound` (unknown id) or `NotReplayable` (no message in it)."""
     identifier = identifier.strip()
     if identifier.isascii() and identifier.isdigit() and len(identifier) <= MAX_EVENT_ID_DIGITS:
         event = store.failed_events.get_failed_event(int(identifier))
         if event is not None:
             return _requeue_failed_event(event, store, sender)
     if not (identifier.isascii() and identifier.isdigit()):
-        return ReprocessResult(404, {"error": "unknown id: failed-event and lead ids are digits only"})
+        raise NotFound("unknown id: failed-event and lead ids are digits only")
     routing = store.leads.lead_routing(identifier)
     failed = store.failed_events.latest_failed_event_for_lead(identifier)
     if routing is None and failed is None:
-        return ReprocessResult(404, {"error": f"no failed event or lead with id {identifier}"})
+        raise NotFound(f"no failed event or lead with id {identifier}")
     if routing is None and failed is not None:
         routing = _routing_from_payload(failed.payload or "")
     where = {} if routing is None else {"page_id": routing.page_id, "form_id": routing.form_id, "ad_id": routing.ad_id}
@@ -50,27 +58,21 @@ def reprocess(identifier: str, store: Store, sender: QueueSender) -> ReprocessRe
     if failed is not None and failed.status == "open":
         store.failed_events.set_failed_event_status(failed.id, "reprocessed", {"message_id": message_id})
     store.audit("reprocess_queued", identifier, {"by": "lead_id"})
-    return ReprocessResult(
-        202,
-        {"queued": {"queue": LEADS_QUEUE, "facebook_lead_id": identifier, "message_id": message_id}},
-    )
+    return Requeued(LEADS_QUEUE, message_id, identifier)
 
 
-def _requeue_failed_event(event: FailedEventRow, store: Store, sender: QueueSender) -> ReprocessResult:
+def _requeue_failed_event(event: FailedEventRow, store: Store, sender: QueueSender) -> Requeued:
     queue = event.queue.removesuffix(POISON_SUFFIX)
     payload = event.payload or ""
     if queue == LEADS_QUEUE:
         try:
             original = LeadMessage.model_validate_json(payload)
         except ValidationError:
-            return ReprocessResult(
-                409,
-                {
-                    "error": "this dead letter holds no lead to reprocess (malformed webhook or change)",
-                    "failed_event_id": event.id,
-                    "reason": event.error,
-                },
-            )
+            raise NotReplayable(
+                "this dead letter holds no lead to reprocess (malformed webhook or change)",
+                failed_event_id=event.id,
+                reason=event.error,
+            ) from None
         message = original.model_copy(update={"attempt": 0, "source": "reprocess", "last_error": None, "lead": None})
         text = message.to_text()
         lead_id: str | None = message.facebook_lead_id
@@ -80,26 +82,14 @@ def _requeue_failed_event(event: FailedEventRow, store: Store, sender: QueueSend
         try:
             notification = NotificationMessage.model_validate_json(payload)
         except ValidationError:
-            return ReprocessResult(
-                409, {"error": "this dead letter holds no notification", "failed_event_id": event.id}
-            )
+            raise NotReplayable("this dead letter holds no notification", failed_event_id=event.id) from None
         text = notification.model_copy(update={"attempt": 0, "last_error": None}).to_text()
         lead_id = event.facebook_lead_id
     else:
         text, lead_id = payload, event.facebook_lead_id
     message_id = sender.send(queue, text)
     store.failed_events.set_failed_event_status(event.id, "reprocessed", {"message_id": message_id})
-    return ReprocessResult(
-        202,
-        {
-            "queued": {
-                "queue": queue,
-                "failed_event_id": event.id,
-                "facebook_lead_id": lead_id,
-                "message_id": message_id,
-            }
-        },
-    )
+    return Requeued(queue, message_id, lead_id, failed_event_id=event.id)
 
 
 def _routing_from_payload(payload: str) -> LeadRouting | None:

@@ -1,22 +1,22 @@
 """Webhook intake: verify, parse, and turn each leadgen change into one durable queue message.
 
-`receive_webhook` never raises for bad input: it returns the HTTP status Meta should see and
-what happened, so the trigger stays a thin mapping. 200 is returned only after every message
-(and every dead letter) is on a queue.
+`receive_webhook` returns what happened to a body (an `IntakeResult`) and raises only
+`SignatureInvalid` (nothing is queued) and `QueueUnavailable` (the messages are not all durable, so
+Meta must deliver again); the HTTP edge turns both into the answer Meta sees. A body is `accepted`
+only after every message (and every dead letter) is on a queue.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 from pydantic_core import from_json
 
-from shared.errors import QueueUnavailable, SignatureInvalid
+from shared.errors import QueueUnavailable
 from shared.logs import get_logger
 from shared.messaging.dead_letters import dead_letter_message, dead_letter_raw_body, send_dead_letter
 from shared.messaging.messages import DeadLetterInfo, LeadMessage, utc_now
@@ -32,20 +32,25 @@ NOT_AN_OBJECT = "Input should be an object"
 EVENT_IDS = {"leadgen_id", "page_id", "form_id", "ad_id", "adgroup_id", "created_time"}
 
 
+Outcome = Literal["accepted", "ignored", "too_large", "malformed"]
+
+
 @dataclass
 class IntakeResult:
-    """What the webhook answers (`status`, `body`) and what it did."""
+    """What became of one body.
 
-    status: int
-    body: str
+    `accepted`: every leadgen change is queued and every malformed part dead-lettered (a body that
+    is JSON but no envelope is one dead letter). `ignored`: an object this agent does not handle.
+    `too_large`: over the limit, not read. `malformed`: signed but not a JSON object; kept whole as
+    a dead letter. `reason` says why for `ignored` and `malformed`.
+    """
+
+    outcome: Outcome
+    reason: str = ""
     queued: int = 0
     ignored: int = 0
     dead_lettered: int = 0
     lead_ids: list[str] = field(default_factory=list)
-
-
-def _json(http_status: int, **payload: object) -> IntakeResult:
-    return IntakeResult(status=http_status, body=json.dumps(payload))
 
 
 def receive_webhook(
@@ -58,34 +63,31 @@ def receive_webhook(
 ) -> IntakeResult:
     """Verify `body` and enqueue one `leads-inbound` message per leadgen change.
 
-    Guarantees: nothing is queued for a bad signature (401); a signed body that is not a JSON
-    object is kept whole as a dead letter (400); a JSON object that is not an envelope is kept
-    whole as a dead letter (200: Meta's retries would bring the same bytes). Each entry and each
-    change is validated on its own: a malformed one is dead-lettered with its reason while the
-    rest of the batch is queued (200). 200 only after all are durable; 503 when the queue cannot
-    take them (Meta retries and ingestion dedupes).
+    Guarantees: nothing is queued for a bad signature (`SignatureInvalid`); a signed body that is
+    not a JSON object is kept whole as a dead letter (`malformed`); a JSON object that is not an
+    envelope is kept whole as a dead letter (`accepted`: Meta's retries would bring the same bytes).
+    Each entry and each change is validated on its own: a malformed one is dead-lettered with its
+    reason while the rest of the batch is queued (`accepted`). `accepted` only after all are
+    durable; `QueueUnavailable` when the queue cannot take them (Meta retries and ingestion dedupes).
     """
     if len(body) > max_body_bytes:
-        return _json(413, error="payload too large", limit_bytes=max_body_bytes)
-    try:
-        verify_signature(body, signature, secrets)
-    except SignatureInvalid as exc:
-        return _json(401, error=str(exc))
+        return IntakeResult("too_large")
+    verify_signature(body, signature, secrets)
 
     try:
         document = from_json(body, allow_inf_nan=False)
     except ValueError:
-        return _reject_body(sender, body, "body is not JSON", 400)
+        return _reject_body(sender, body, "body is not JSON", "malformed")
     if not isinstance(document, dict):
-        return _reject_body(sender, body, "body is not a JSON object", 400)
+        return _reject_body(sender, body, "body is not a JSON object", "malformed")
     try:
         envelope = WebhookEnvelope.model_validate(document)
     except ValidationError as exc:
-        return _reject_body(sender, body, f"body is not a webhook envelope: {_first_error(exc)}", 200)
+        return _reject_body(sender, body, f"body is not a webhook envelope: {_first_error(exc)}", "accepted")
 
     if envelope.object != "page":
         _count(count_ignored, f"object:{envelope.object}", 1)
-        return _json(200, status="ignored", reason=f"object {envelope.object!r} is not handled")
+        return IntakeResult("ignored", reason=f"object {envelope.object!r} is not handled")
 
     batch = _Batch(received_at=utc_now())
     for raw_entry in envelope.entry:
@@ -97,21 +99,17 @@ def receive_webhook(
         for info, payload in batch.letters:
             send_dead_letter(sender, LEADS_QUEUE, dead_letter_message(info, payload))
     except QueueUnavailable:
-        log.warning("webhook: queue unavailable; answering 503 so Meta retries", extra={"stage": "webhook"})
-        return _json(503, error="queue unavailable")
+        log.warning("webhook: queue unavailable; Meta must deliver again", extra={"stage": "webhook"})
+        raise
 
     for kind, count in batch.ignored.items():
         _count(count_ignored, kind, count)
     result = IntakeResult(
-        status=200,
-        body="",
+        "accepted",
         queued=len(batch.messages),
         ignored=sum(batch.ignored.values()),
         dead_lettered=len(batch.letters),
         lead_ids=batch.lead_ids,
-    )
-    result.body = json.dumps(
-        {"status": "ok", "queued": result.queued, "ignored": result.ignored, "dead_lettered": result.dead_lettered}
     )
     log.info(
         "webhook: accepted",
@@ -194,19 +192,16 @@ def _read_change(entry: Entry, raw_change: object, batch: _Batch) -> None:
     batch.lead_ids.append(value.leadgen_id)
 
 
-def _reject_body(sender: QueueSender, body: bytes, reason: str, status: int) -> IntakeResult:
-    """Keep the whole signed body as a dead letter and answer `status` (503 if it cannot be kept)."""
+def _reject_body(sender: QueueSender, body: bytes, reason: str, outcome: Outcome) -> IntakeResult:
+    """Keep the whole signed body as a dead letter (`QueueUnavailable` if it cannot be kept)."""
     info = DeadLetterInfo(reason=reason, stage="webhook", error_type="MalformedWebhook")
     try:
         send_dead_letter(sender, LEADS_QUEUE, dead_letter_raw_body(info, body))
     except QueueUnavailable:
-        log.warning("webhook: malformed body could not be dead-lettered; asking Meta to retry")
-        return _json(503, error="queue unavailable")
+        log.warning("webhook: malformed body could not be dead-lettered; Meta must deliver again")
+        raise
     log.warning("webhook: signed body dead-lettered", extra={"stage": "webhook", "outcome": reason[:100]})
-    if status == 400:
-        return _json(400, error=reason)
-    answer = {"status": "ok", "queued": 0, "ignored": 0, "dead_lettered": 1}
-    return IntakeResult(status=200, body=json.dumps(answer), dead_lettered=1)
+    return IntakeResult(outcome, reason=reason, dead_lettered=1)
 
 
 def _count(count_ignored: CountIgnored | None, kind: str, n: int) -> None:

@@ -14,6 +14,7 @@ from devhost.sandbox import RunningSandbox, SandboxGraph, serve
 from shared.ingest.pipeline import ingest_lead_message
 from shared.messaging.messages import LeadMessage
 from shared.messaging.sweep import HOST_MOVE_REASON, sweep_poison_queues
+from shared.ops.errors import NotFound, NotReplayable
 from shared.ops.reprocess import reprocess
 from shared.storage.names import LEADS_QUEUE, NOTIFICATIONS_QUEUE, poison_queue
 from shared.store.failed_events import FailedEvent
@@ -61,7 +62,7 @@ def test_pipeline_dead_letter_is_recorded_once_even_after_the_sweep(net):
 
 def test_webhook_dead_letter_reaches_failed_events_through_the_sweep(net):
     body = b"garbage that was signed"
-    assert receive_webhook(body, sign_body(body, "s"), ["s"], net.sender, 1 << 20).status == 400
+    assert receive_webhook(body, sign_body(body, "s"), ["s"], net.sender, 1 << 20).outcome == "malformed"
     assert sweep(net).moved == 1
     [event] = net.store.failed_events.list_failed_events()
     assert (event.stage, event.error, event.facebook_lead_id) == ("webhook", "body is not JSON", None)
@@ -109,8 +110,7 @@ def test_reprocessing_a_fixed_lead_stores_it(net, graph):
     graph.sandbox.clear_faults()
     [event] = net.store.failed_events.list_failed_events()
     result = reprocess(str(event.id), net.store, net.sender)
-    assert result.status == 202
-    assert result.body["queued"]["facebook_lead_id"] == lead_id
+    assert (result.failed_event_id, result.facebook_lead_id) == (event.id, lead_id)
     assert net.drain_ingest() == ["stored"]
     assert net.store.failed_events.get_failed_event(event.id).status == "reprocessed"
     with sqlite3.connect(net.store.backend.path) as conn:  # type: ignore[attr-defined]
@@ -120,7 +120,7 @@ def test_reprocessing_a_fixed_lead_stores_it(net, graph):
 def test_reprocessing_a_lead_that_still_fails_makes_a_fresh_visible_dead_letter(net):
     ingest_lead_message(message("444444444444"), net.ingest_deps())
     [event] = net.store.failed_events.list_failed_events()
-    assert reprocess(str(event.id), net.store, net.sender).status == 202
+    assert reprocess(str(event.id), net.store, net.sender).queue == LEADS_QUEUE
     assert net.drain_ingest() == ["dead_lettered"]
     [fresh] = net.store.failed_events.list_failed_events()
     assert fresh.id != event.id and fresh.facebook_lead_id == "444444444444"
@@ -129,7 +129,7 @@ def test_reprocessing_a_lead_that_still_fails_makes_a_fresh_visible_dead_letter(
 def test_reprocessing_by_lead_id_queues_the_lead(net):
     ingest_lead_message(message("444444444444"), net.ingest_deps())
     result = reprocess("444444444444", net.store, net.sender)
-    assert result.status == 202
+    assert (result.queue, result.failed_event_id) == (LEADS_QUEUE, None)
     [queued] = drain_json(net.storage, LEADS_QUEUE)
     assert (queued["facebook_lead_id"], queued["source"], queued["form_id"]) == (
         "444444444444",
@@ -143,15 +143,16 @@ def test_reprocessing_a_malformed_webhook_is_refused_with_the_reason(net):
     receive_webhook(body, sign_body(body, "s"), ["s"], net.sender, 1 << 20)
     sweep(net)
     [event] = net.store.failed_events.list_failed_events()
-    result = reprocess(str(event.id), net.store, net.sender)
-    assert result.status == 409 and result.body["reason"] == "body is not JSON"
+    with pytest.raises(NotReplayable) as refused:
+        reprocess(str(event.id), net.store, net.sender)
+    assert refused.value.detail == {"failed_event_id": event.id, "reason": "body is not JSON"}
     assert message_count(net.storage, LEADS_QUEUE) == 0
 
 
 def test_reprocessing_an_unknown_id_is_404(net):
-    assert reprocess("999", net.store, net.sender).status == 404
-    assert reprocess("1234567890123456", net.store, net.sender).status == 404
-    assert reprocess("../etc", net.store, net.sender).status == 404
+    for identifier in ("999", "1234567890123456", "../etc"):
+        with pytest.raises(NotFound):
+            reprocess(identifier, net.store, net.sender)
 
 
 def test_dead_letter_payload_keeps_the_original_message(net):
@@ -163,5 +164,5 @@ def test_dead_letter_payload_keeps_the_original_message(net):
 
 def test_reprocessing_an_id_that_is_not_digits_is_a_404_not_an_error(net):
     for identifier in ("abc_123", "12a", "", "\uff11\uff12\uff13"):  # the last: full-width digits
-        result = reprocess(identifier, net.store, net.sender)
-        assert result.status == 404 and "digits" in result.body["error"]
+        with pytest.raises(NotFound, match="digits"):
+            reprocess(identifier, net.store, net.sender)

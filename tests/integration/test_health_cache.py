@@ -16,8 +16,8 @@ from devhost.defaults import LOCAL_DEFAULTS
 from devhost.sandbox import RunningSandbox, SandboxGraph, serve
 from functions import health as health_functions
 from shared.health import AnswerCache, overall_health
-from shared.services import Services
 from shared.settings import load_settings
+from wiring import Services
 
 TOKEN = "health-cache-token"
 PAGE = "1000000000001"
@@ -119,9 +119,9 @@ def test_the_answer_is_checked_again_once_the_cache_expires(services, store_ping
     overall_health(services, answers=answers)
     assert len(store_pings) == 1
     clock.now += 0.2
-    status, body = overall_health(services, answers=answers)
+    report = overall_health(services, answers=answers)
     assert len(store_pings) == 2
-    assert (status, body["checks"]["database"]["status"]) == (200, "ok")
+    assert (report.healthy, report.checks["database"]["status"]) == (True, "ok")
 
 
 def test_a_failing_answer_is_cached_too_so_a_flood_cannot_hammer_a_database_that_is_down(services, monkeypatch):
@@ -134,7 +134,8 @@ def test_a_failing_answer_is_cached_too_so_a_flood_cannot_hammer_a_database_that
     monkeypatch.setattr(services.store, "ping", down)
     answers = AnswerCache(ttl_seconds=5, clock=Clock())
     results = [overall_health(services, answers=answers) for _ in range(10)]
-    assert {status for status, _ in results} == {503}
+    assert len({id(report) for report in results}) == 1  # one answer, kept
+    assert not any(report.healthy for report in results)
     assert len(attempts) == 1
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from devhost.defaults import LOCAL_DEFAULTS
 from shared.poller.backfill import BackfillLimits, plan_poll
-from shared.services import Services
 from shared.settings import load_settings
+from wiring import Services
 
 HOUR, DAY = 3600, 24 * 3600
 NOW = 1_800_000_000.0

@@ -10,7 +10,7 @@ import azure.functions as func
 import pytest
 
 from devhost.defaults import LOCAL_DEFAULTS
-from shared.services import reset_services
+from wiring import reset_services
 
 
 @pytest.fixture(scope="module")

@@ -237,7 +237,7 @@ def test_pyodbc_is_not_imported_by_the_sqlite_path():
     import sys
 
     code = (
-        "import sys; from shared.services import Services; from shared.settings import load_settings;"
+        "import sys; from wiring import Services; from shared.settings import load_settings;"
         "from devhost.defaults import LOCAL_DEFAULTS; s = Services(load_settings(LOCAL_DEFAULTS));"
         "s._backend(); print('pyodbc' in sys.modules)"
     )

@@ -1,19 +1,19 @@
-"""The process-wide parts, built lazily from the settings on first use (never at import time).
+"""The composition root: the process-wide parts, built lazily from the settings on first use.
 
-Each part is built when first asked for, so the webhook never waits on the database and a
-database that is down at start-up is retried on the next use instead of failing the process.
+It belongs to the app, next to `function_app.py`: the blueprints in `functions/` ask `get_services()`
+for what a trigger needs and hand it to `shared/` as arguments; `shared/` never imports this module.
+Nothing is built at import time. Each part is built when first asked for, so the webhook never waits
+on the database and a database that is down at start-up is retried on the next use instead of
+failing the process.
 """
 
 from __future__ import annotations
 
 import threading
-from contextlib import suppress
 from datetime import UTC, datetime, timedelta
-from functools import cached_property
-from typing import Any
+from functools import cached_property, partial
 from zoneinfo import ZoneInfo
 
-from shared.errors import QueueUnavailable
 from shared.graph.client import GraphClient
 from shared.graph.throttle import ThrottleGate
 from shared.ingest.pipeline import IngestDeps
@@ -27,6 +27,7 @@ from shared.notify.base import EmailSender
 from shared.notify.digest import render_daily_digest
 from shared.notify.notifier import NotifyDeps, NotifyPolicy, enqueue_notification
 from shared.notify.recipients import Recipients
+from shared.ops.outbox import Outbox
 from shared.poller.reconcile import PollerConfig, PollerDeps
 from shared.secrets import SecretProvider
 from shared.settings import Settings, get_settings
@@ -139,12 +140,18 @@ class Services:
                 settings.paused_retry_seconds,
             ),
             monitor=self.monitor,
-            announce=self.announce_lead if self.settings.email_sender != "none" else None,
+            # The instant email of a lead just stored (its outbox row is already committed).
+            announce=partial(enqueue_notification, self.sender, self.store, "lead") if self.emails_sent else None,
         )
 
-    def announce_lead(self, facebook_lead_id: str) -> None:
-        """Queue the instant email of a lead just stored (its outbox row is already committed)."""
-        enqueue_notification(self.sender, self.store, "lead", facebook_lead_id)
+    @property
+    def emails_sent(self) -> bool:
+        """False with `EMAIL_SENDER=none`: leads are stored and nothing is emailed."""
+        return self.settings.email_sender != "none"
+
+    def outbox(self) -> Outbox:
+        """What the outbox flush and the daily digest timers work on."""
+        return Outbox(self.store, self.sender, enabled=self.emails_sent)
 
     @cached_property
     def email_sender(self) -> EmailSender:
@@ -248,12 +255,6 @@ class Services:
             settings.silence_min_expected,
             unattended_days=max(1, settings.failed_events_retention_days - 5),
         )
-
-    def list_failed_events(self, status: str, limit: int) -> list[dict[str, Any]]:
-        """Dead letters in the ops shape, after a sweep so a fresh poison message is listed too."""
-        with suppress(QueueUnavailable):
-            self.sweep()
-        return [event.as_json() for event in self.store.failed_events.list_failed_events(status, limit)]
 
     def count_ignored(self, kind: str, n: int) -> None:
         self.counters.increment(f"webhook_ignored:{kind}", n)
