@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from devhost.ports import port_open  # noqa: F401 - re-exported for the tests
+from devhost.ports import port_open as port_open  # re-exported for the tests
 
 T = TypeVar("T")
 
