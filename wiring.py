@@ -25,8 +25,9 @@ from shared.monitoring.token_state import IntegrationMonitor
 from shared.monitoring.watch import WatchReport, watch
 from shared.notify.base import EmailSender
 from shared.notify.digest import render_daily_digest
-from shared.notify.notifier import NotifyDeps, NotifyPolicy, enqueue_notification
+from shared.notify.outbox import enqueue_notification
 from shared.notify.recipients import Recipients
+from shared.notify.types import NotifyDeps, NotifyPolicy
 from shared.ops.outbox import Outbox
 from shared.poller.reconcile import PollerConfig, PollerDeps
 from shared.secrets import SecretProvider

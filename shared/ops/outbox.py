@@ -10,7 +10,7 @@ from datetime import datetime
 
 from shared.messaging.sender import QueueSender
 from shared.notify.digest import digest_key
-from shared.notify.notifier import enqueue_notification, flush_outbox
+from shared.notify.outbox import enqueue_notification, flush_outbox
 from shared.store import Store
 
 

@@ -16,8 +16,10 @@ from devhost.smtp_sink import SmtpSink
 from shared.monitoring.incidents import close_incident, open_incident
 from shared.notify.base import OutgoingEmail
 from shared.notify.digest import digest_key
-from shared.notify.notifier import NotifyPolicy, enqueue_notification, flush_outbox, handle_notification
+from shared.notify.notifier import handle_notification
+from shared.notify.outbox import enqueue_notification, flush_outbox
 from shared.notify.recipients import Recipients
+from shared.notify.types import NotifyPolicy
 from shared.ops.reprocess import reprocess
 from shared.storage.names import NOTIFICATIONS_QUEUE, poison_queue
 from shared.store import Store
@@ -321,9 +323,9 @@ def test_sent_email_is_recorded_by_a_receipt_when_the_database_is_away(store, st
     monkeypatch.setattr(
         store.outbox, "mark_claim_sent", lambda *a, **k: (_ for _ in ()).throw(StoreUnavailable("locked"))
     )
-    import shared.notify.notifier as notifier
+    import shared.notify.outbox as outbox
 
-    monkeypatch.setattr(notifier.time, "sleep", lambda s: None)
+    monkeypatch.setattr(outbox.time, "sleep", lambda s: None)
     [body] = _bodies(storage)
     assert handle_notification(body, deps).outcome == "sent"
     monkeypatch.setattr(store.outbox, "mark_claim_sent", original)  # the database is back

@@ -14,9 +14,10 @@ from zoneinfo import ZoneInfo
 from devhost.smtp_sink import SmtpSink
 from shared.messaging.sender import QueueSender
 from shared.notify.acs import AcsSender
-from shared.notify.notifier import NotifyDeps, NotifyPolicy, handle_notification
+from shared.notify.notifier import handle_notification
 from shared.notify.recipients import Recipients
 from shared.notify.smtp import SmtpSender
+from shared.notify.types import NotifyDeps, NotifyPolicy
 from shared.storage.names import NOTIFICATIONS_QUEUE
 from shared.store import Store
 from tests.support.acs import FakeAcsEmail
