@@ -6,7 +6,7 @@ import azure.functions as func
 
 from functions.guard import rate_limited
 from functions.responses import json_response
-from shared.health import HealthReport, detailed_health, overall_health
+from shared.monitoring.health import HealthReport, detailed_health, overall_health
 from wiring import get_services
 
 bp = func.Blueprint()

@@ -15,7 +15,7 @@ import pytest
 from devhost.defaults import LOCAL_DEFAULTS
 from devhost.sandbox import RunningSandbox, SandboxGraph, serve
 from functions import health as health_functions
-from shared.health import AnswerCache, overall_health
+from shared.monitoring.health import AnswerCache, overall_health
 from shared.settings import load_settings
 from wiring import Services
 
