@@ -59,7 +59,7 @@ lint: install
 	$(PY) -m ruff format --check .
 
 typecheck: install
-	$(PY) -m mypy shared functions function_app.py devhost bench
+	$(PY) -m mypy shared functions function_app.py wiring.py devhost bench
 
 ## Benchmarks: each prints its figures and a reference measured in the same run.
 bench: install

@@ -114,7 +114,7 @@ def stack(data: Path = DEVDATA, ports: Ports = Ports(), python: str = sys.execut
         ),
         Child(
             "sandbox-graph",
-            [python, "-m", "devhost.sandbox_graph", "--port", str(ports.graph), "--subscribed"],
+            [python, "-m", "devhost.sandbox", "--port", str(ports.graph), "--subscribed"],
             (ports.graph,),
             logs / "sandbox-graph.log",
         ),

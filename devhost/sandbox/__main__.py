@@ -1,4 +1,4 @@
-"""`python -m devhost.sandbox`: the same as `python -m devhost.sandbox_graph`."""
+"""`python -m devhost.sandbox`: serve the sandbox Graph API (see `devhost.sandbox.cli`)."""
 
 from __future__ import annotations
 

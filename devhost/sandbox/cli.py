@@ -1,4 +1,4 @@
-"""`python -m devhost.sandbox_graph`: serve the sandbox Graph API until SIGINT or SIGTERM."""
+"""`python -m devhost.sandbox`: serve the sandbox Graph API until SIGINT or SIGTERM."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from shared.settings import SettingsError
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m devhost.sandbox_graph", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m devhost.sandbox", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=7072)
     parser.add_argument("--subscribed", action="store_true", help="start with the app installed on every page")

@@ -162,7 +162,7 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
 
 var appSettings = [
   // Host storage through the user-assigned identity (the account has allowSharedKeyAccess: false). The app's own
-  // queue and table clients read the same settings (shared/queues/connection.py).
+  // queue and table clients read the same settings (shared/storage/connection.py).
   {
     name: 'AzureWebJobsStorage__accountName'
     value: storageAccountName

@@ -21,6 +21,7 @@ from shared.messaging.processor import Handled, LookAgain
 from shared.notify.base import OutgoingEmail
 from shared.notify.models import AlertData, LeadSummary
 from shared.notify.templates import RenderedEmail, render_alert, render_lead_email
+from shared.notify.templates.html import SUBJECT_MAX, shorten
 from shared.notify.types import IN_PROGRESS_RECHECK_SECONDS, NotifyDeps
 from shared.store.leads import StoredLead
 from shared.store.outbox import PendingLead
@@ -63,7 +64,7 @@ def prepare(
     if isinstance(rendered, Handled):
         give_back_slot(deps, claim_id, slot)
         return rendered
-    subject = f"(resent) {rendered.subject}" if message.resend else rendered.subject
+    subject = shorten(f"(resent) {rendered.subject}", SUBJECT_MAX) if message.resend else rendered.subject
     if message.kind == "digest":
         email = OutgoingEmail(subject, rendered.text, rendered.html, bcc=recipients, idempotency_key=claim_id)
     else:
