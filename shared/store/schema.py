@@ -319,7 +319,10 @@ def _sqlite_checks(table: Table, col: Column) -> list[tuple[str, str]]:
         checks.append((f"ck_{table.name}_{col.name}_type", f"{c} IS NULL OR ({rule})" if col.nullable else rule))
     limit = _width(col)
     if limit is not None:
-        checks.append((f"ck_{table.name}_{col.name}_len", f"utf16_length({c}) <= {limit}"))
+        # A text of n characters has at most 2n UTF-16 code units: only a long one needs the exact count.
+        checks.append(
+            (f"ck_{table.name}_{col.name}_len", f"length({c}) * 2 <= {limit} OR utf16_length({c}) <= {limit}")
+        )
     return checks
 
 
