@@ -144,7 +144,7 @@ class MssqlBackend(Backend):
             connect = pyodbc.connect
         self._connect = connect
         self.pool_size = pool_size
-        self._checkout_timeout = checkout_timeout_seconds
+        self.checkout_timeout_seconds = checkout_timeout_seconds
         self._idle: list[tuple[Any, float]] = []
         self._open = 0
         self._pool = threading.Condition()
@@ -182,14 +182,14 @@ class MssqlBackend(Backend):
 
     def _checkout(self) -> Any:
         """A pooled connection, or a new one while fewer than `pool_size` are open; waits, bounded."""
-        deadline = time.monotonic() + self._checkout_timeout
+        deadline = time.monotonic() + self.checkout_timeout_seconds
         while True:
             with self._pool:
                 while not self._idle and self._open >= self.pool_size:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         raise StoreUnavailable(
-                            f"no Azure SQL connection free within {self._checkout_timeout:.0f}s "
+                            f"no Azure SQL connection free within {self.checkout_timeout_seconds:.0f}s "
                             f"(pool of {self.pool_size})"
                         )
                     self._pool.wait(remaining)
@@ -321,17 +321,24 @@ def backend_from_settings(
     client_id: str,
     pool_size: int,
     timeout_seconds: float,
+    connect: Callable[..., Any] | None = None,
 ) -> MssqlBackend:
-    """A connection string as given, or the managed identity (`AZURE_CLIENT_ID`) to server/database."""
+    """A connection string as given, or the managed identity (`AZURE_CLIENT_ID`) to server/database.
+
+    `timeout_seconds` (STORE_TIMEOUT_SECONDS) is the connect and query timeout and how long a caller
+    waits for a pooled connection, either way.
+    """
+    limits: dict[str, Any] = {
+        "pool_size": pool_size,
+        "timeout_seconds": timeout_seconds,
+        "checkout_timeout_seconds": timeout_seconds,
+        "connect": connect,
+    }
     if connection_string:
-        return MssqlBackend(connection_string, pool_size=pool_size, timeout_seconds=timeout_seconds)
+        return MssqlBackend(connection_string, **limits)
     from azure.identity import DefaultAzureCredential
 
     credential = DefaultAzureCredential(managed_identity_client_id=client_id or None)
     return MssqlBackend(
-        odbc_connection_string(server, database, timeout_seconds),
-        token=TokenSource(credential),
-        pool_size=pool_size,
-        timeout_seconds=timeout_seconds,
-        checkout_timeout_seconds=timeout_seconds,
+        odbc_connection_string(server, database, timeout_seconds), token=TokenSource(credential), **limits
     )

@@ -14,7 +14,7 @@ import pytest
 
 from shared.errors import StoreRefused, StoreUnavailable
 from shared.store import Store
-from shared.store.mssql import MssqlBackend
+from shared.store.mssql import MssqlBackend, backend_from_settings
 from shared.store.schema import VERSION
 from tests.support.leads import graph_lead_payload, normalised
 from tests.support.pyodbc_double import (
@@ -132,3 +132,12 @@ def test_instances_starting_together_migrate_once(server):
     assert versions == [VERSION] * 4
     with stores[0].backend.read() as tx:
         assert tx.value(int, "SELECT COUNT(*) FROM schema_migrations") == VERSION
+
+
+def test_the_store_timeout_bounds_the_wait_for_a_pooled_connection_with_a_connection_string_too(server):
+    backend = backend_from_settings(DRIVER, "", "", "", pool_size=1, timeout_seconds=0.2, connect=server.connect)
+    assert (backend.pool_size, backend.checkout_timeout_seconds) == (1, 0.2)
+    store = Store(backend, migrate_on_first_use=True)
+    store.migrate()
+    with store.backend.read(), pytest.raises(StoreUnavailable, match="free within"):
+        store.leads.has_lead("1")
