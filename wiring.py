@@ -34,7 +34,9 @@ from shared.secrets import SecretProvider
 from shared.settings import Settings, get_settings
 from shared.storage.connection import StorageTarget
 from shared.storage.counters import TableCounters
+from shared.storage.idle import IdleGate
 from shared.storage.ratelimit import RateLimiter
+from shared.storage.state import TableState
 from shared.store import Store
 from shared.store.backend import Backend
 
@@ -75,6 +77,17 @@ class Services:
         return TableCounters(self.storage, timeout_seconds=self.settings.queue_timeout_seconds)
 
     @cached_property
+    def state(self) -> TableState:
+        """Shared state in Table Storage (idle gate, Graph throttle): read without waking the database."""
+        return TableState(self.storage, timeout_seconds=self.settings.queue_timeout_seconds)
+
+    @cached_property
+    def idle(self) -> IdleGate:
+        """Idle mode (`IDLE_AFTER_MINUTES`): the timers leave SQL alone while nothing moves."""
+        settings = self.settings
+        return IdleGate(self.state, settings.idle_after_minutes * 60, settings.idle_sql_every_minutes * 60)
+
+    @cached_property
     def secrets(self) -> SecretProvider:
         return SecretProvider(self.settings)
 
@@ -84,7 +97,7 @@ class Services:
 
     @cached_property
     def throttle(self) -> ThrottleGate:
-        return ThrottleGate(lambda: self.store)
+        return ThrottleGate(lambda: self.state)
 
     @cached_property
     def graph(self) -> GraphClient:
@@ -152,7 +165,7 @@ class Services:
 
     def outbox(self) -> Outbox:
         """What the outbox flush and the daily digest timers work on."""
-        return Outbox(self.store, self.sender, enabled=self.emails_sent)
+        return Outbox(self.store, self.sender, enabled=self.emails_sent, idle=self.idle)
 
     @cached_property
     def email_sender(self) -> EmailSender:
@@ -235,14 +248,15 @@ class Services:
             monitor=self.monitor,
         )
 
-    def sweep(self) -> SweepReport:
-        """Move poison-queue messages into failed_events and purge expired rows."""
+    def sweep(self, purge: bool = True) -> SweepReport:
+        """Move poison-queue messages into failed_events and purge expired rows (when `purge`)."""
         settings = self.settings
         return sweep_poison_queues(
             self.storage,
             self.store,
             retention_days=settings.failed_events_retention_days,
             timeout_seconds=settings.queue_timeout_seconds,
+            purge=purge,
         )
 
     def watch(self) -> WatchReport:

@@ -102,7 +102,7 @@ def main() -> int:
         missing = set(rng.sample([row.facebook_lead_id for row in rows], MISSING))
         store = migrated_store(folder / "leads.db")
         bulk_insert(folder / "leads.db", (row for row in rows if row.facebook_lead_id not in missing))
-        gate = ThrottleGate(lambda: store)
+        gate = ThrottleGate(lambda: store.coordination)
         monitor = IntegrationMonitor(lambda: store, recheck_seconds=60, refresh_seconds=0)
         client = GraphClient(graph.url, "v26.0", lambda: TOKEN, 10, gate=gate, on_token_invalid=monitor.token_invalid)
         deps = PollerDeps(

@@ -22,7 +22,9 @@ def ingest_lead(msg: func.QueueMessage, context: func.Context) -> None:
         log_context(invocation_id=context.invocation_id, queue_message_id=msg.id, dequeue_count=msg.dequeue_count),
         continue_trace(msg.get_body(), "ingest_lead", LEADS_QUEUE),
     ):
-        outcome = ingest_lead_message(msg.get_body(), get_services().ingest_deps())
+        services = get_services()
+        services.idle.touch()  # a lead moved: the timers query the database again (idle mode)
+        outcome = ingest_lead_message(msg.get_body(), services.ingest_deps())
         message = outcome.message
         extra = {
             "stage": "ingest",

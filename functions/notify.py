@@ -26,7 +26,9 @@ def send_notification(msg: func.QueueMessage, context: func.Context) -> None:
         log_context(invocation_id=context.invocation_id, queue_message_id=msg.id, dequeue_count=msg.dequeue_count),
         continue_trace(msg.get_body(), "send_notification", NOTIFICATIONS_QUEUE),
     ):
-        outcome = handle_notification(msg.get_body(), get_services().notify_deps())
+        services = get_services()
+        services.idle.touch()  # a notification moved: the outbox flush queries again (idle mode)
+        outcome = handle_notification(msg.get_body(), services.notify_deps())
         leads = outcome.result.leads if isinstance(outcome.result, Sent) else 0
         log.info("notify: %s", outcome.outcome, extra={"stage": "notify", "outcome": outcome.outcome, "leads": leads})
 

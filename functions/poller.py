@@ -5,7 +5,8 @@ from __future__ import annotations
 import azure.functions as func
 
 from shared.logs import get_logger, log_context
-from shared.poller.reconcile import poll_once
+from shared.monitoring.dead_letter_watch import sweep_and_watch
+from shared.poller.idle_probe import poll_on_timer
 from wiring import get_services
 
 bp = func.Blueprint()
@@ -21,7 +22,8 @@ def poll_leads(timer: func.TimerRequest, context: func.Context) -> None:
 
 
 def _poll() -> None:
-    report = poll_once(get_services().poller_deps(), trigger="timer")
+    services = get_services()
+    report = poll_on_timer(services.poller_deps(), services.idle, services.state)
     log.info(
         "poll: done", extra={"stage": "poll", "outcome": report.skipped or report.error or "ok", **_figures(report)}
     )
@@ -32,12 +34,10 @@ def _poll() -> None:
 def sweep_dead_letters(timer: func.TimerRequest) -> None:
     """Move poison-queue messages into failed_events; purge old rows; watch for piling failures and silence."""
     services = get_services()
-    report = services.sweep()
+    run = sweep_and_watch(services.sweep, services.watch, services.idle)
     services.rate_limiter.purge_expired()  # ended rate-limit windows (Table Storage); never raises
-    watched = services.watch()
-    log.info(
-        "sweep: done", extra={"stage": "sweep", **report.as_dict(), "dead_letters_open": watched.dead_letters_open}
-    )
+    open_count = None if run.watched is None else run.watched.dead_letters_open
+    log.info("sweep: done", extra={"stage": "sweep", **run.swept.as_dict(), "dead_letters_open": open_count})
 
 
 def _figures(report: object) -> dict[str, object]:

@@ -345,6 +345,9 @@ module functionApp 'modules/functionapp.bicep' = {
     facebookGraphVersion: facebookGraphVersion
     pollSchedule: pollSchedule
     digestSchedule: digestSchedule
+    // Only a serverless database can pause; the timers then leave it alone while no lead moves.
+    idleAfterMinutes: sqlSkuName == 'GP_S_Gen5' && sqlAutoPauseDelayMinutes > 0 ? 15 : 0
+    idleSqlEveryMinutes: max(180, sqlAutoPauseDelayMinutes * 3)
     notifyTimezone: notifyTimezone
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB

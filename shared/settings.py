@@ -77,6 +77,8 @@ class Settings(BaseModel):
     paused_retry_seconds: float = Field(300, alias="PAUSED_RETRY_SECONDS", gt=0)
     failed_events_retention_days: int = Field(30, alias="FAILED_EVENTS_RETENTION_DAYS", ge=1)
     secrets_cache_seconds: float = Field(300, alias="SECRETS_CACHE_SECONDS", ge=0)
+    idle_after_minutes: float = Field(0, alias="IDLE_AFTER_MINUTES", ge=0)
+    idle_sql_every_minutes: float = Field(180, alias="IDLE_SQL_EVERY_MINUTES", ge=15)
 
     # Operations
     rate_limit_per_minute: int = Field(100, alias="RATE_LIMIT_PER_MINUTE", ge=1)

@@ -100,6 +100,14 @@ param pollSchedule string = '0 */5 * * * *'
 @description('NCRONTAB (six fields, UTC) of the daily digest; the timer binding reads it as %DIGEST_SCHEDULE%.')
 param digestSchedule string = '0 0 7 * * *'
 
+@description('Idle mode (IDLE_AFTER_MINUTES): minutes without a handled lead or notification after which the timers stop querying SQL on every run; 0 turns it off. main.bicep sets it with the serverless SQL tier.')
+@minValue(0)
+param idleAfterMinutes int = 0
+
+@description('While idle, how often each timer still runs its database part (IDLE_SQL_EVERY_MINUTES); keep it well above the SQL auto-pause delay.')
+@minValue(15)
+param idleSqlEveryMinutes int = 180
+
 @description('IANA time zone lead times are shown in, in emails (e.g. Europe/Berlin).')
 param notifyTimezone string = 'UTC'
 
@@ -268,6 +276,15 @@ var appSettings = [
   {
     name: 'DIGEST_SCHEDULE'
     value: digestSchedule
+  }
+  // Idle mode lets a serverless database pause between leads (docs/cost.md#idle-mode).
+  {
+    name: 'IDLE_AFTER_MINUTES'
+    value: string(idleAfterMinutes)
+  }
+  {
+    name: 'IDLE_SQL_EVERY_MINUTES'
+    value: string(idleSqlEveryMinutes)
   }
   // Email through ACS with the managed identity. Without recipients the app would refuse to start with a
   // sender configured, so EMAIL_SENDER falls back to none.

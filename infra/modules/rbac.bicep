@@ -35,7 +35,7 @@ var roles = {
   // Queue triggers update and delete messages and write the -poison queues; the app enqueues.
   // Reader + Message Processor is NOT enough for a queue trigger.
   storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
-  // Host diagnostic events; the app's ratelimits and webhookcounters tables.
+  // Host diagnostic events; the app's agentstate, ratelimits and webhookcounters tables.
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
   // Key Vault references and the app's own reads through KEY_VAULT_URL.
   keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'

@@ -25,7 +25,7 @@ param deploymentContainerName string
 ])
 param skuName string = 'Standard_LRS'
 
-// Keep in step with shared/storage/names.py (LEADS_QUEUE, NOTIFICATIONS_QUEUE, poison_queue(), COUNTERS_TABLE)
+// Keep in step with shared/storage/names.py (LEADS_QUEUE, NOTIFICATIONS_QUEUE, poison_queue(), COUNTERS_TABLE, STATE_TABLE)
 // and shared/storage/ratelimit.py (RATE_LIMIT_TABLE); tests/unit/test_infra_consistency.py checks it.
 // The host creates the -poison queues on first use; creating them here lets alerts and operators see them at once.
 var queueNames = [
@@ -36,6 +36,7 @@ var queueNames = [
 ]
 
 var tableNames = [
+  'agentstate'
   'ratelimits'
   'webhookcounters'
 ]

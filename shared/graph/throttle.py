@@ -1,7 +1,8 @@
 """The throttle gate: once Meta says "slow down", no Graph call leaves until the regain time.
 
 Meta's advice is to stop calling while limited (more calls lengthen the block). The gate is
-kept in memory and, when a state store is given, in the `state` table so every instance sees it.
+kept in memory and, when shared state is given (the `agentstate` table in the app), there too,
+so every instance sees it without a database query on the Graph call path.
 """
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ import json
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from shared.errors import GraphThrottled, TransientError
 from shared.graph.errors import regain_seconds
 from shared.logs import get_logger
+from shared.storage.state import SharedState
 
 log = get_logger(__name__)
 
@@ -42,15 +43,15 @@ def usage_block_seconds(headers: Mapping[str, str]) -> float:
 
 
 class ThrottleGate:
-    """Blocks Graph calls until a regain time; shared through `state` when a store is attached."""
+    """Blocks Graph calls until a regain time; shared through `state` (a `SharedState`) when given."""
 
     def __init__(
         self,
-        store: Callable[[], Any] | None = None,
+        state: Callable[[], SharedState] | None = None,
         clock: Callable[[], float] = time.time,
         refresh_seconds: float = 5.0,
     ) -> None:
-        self._store = store
+        self._state = state
         self._clock = clock
         self._refresh = refresh_seconds
         self._until = 0.0
@@ -62,7 +63,7 @@ class ThrottleGate:
         now = self._clock()
         with self._lock:
             stale = now - self._checked_at >= self._refresh
-        if stale and self._store is not None:
+        if stale and self._state is not None:
             shared = self._read_shared()
             with self._lock:
                 self._checked_at = now
@@ -87,20 +88,20 @@ class ThrottleGate:
         log.warning(
             "graph: throttled, pausing calls for %.0fs", seconds, extra={"stage": "graph", "outcome": "throttled"}
         )
-        if self._store is not None:
+        if self._state is not None:
             try:
                 shared = self._read_shared()
                 if shared >= until:  # another instance already holds a longer block: keep it
                     with self._lock:
                         self._until = max(self._until, shared)
                     return
-                self._store().coordination.put_state(STATE_KEY, {"until": until, "reason": reason[:300]})
+                self._state().put_state(STATE_KEY, {"until": until, "reason": reason[:300]})
             except TransientError:
                 log.warning("graph: throttle kept in memory only (store unavailable)")
 
     def _read_shared(self) -> float:
         try:
-            state = self._store().coordination.get_state(STATE_KEY) if self._store is not None else None
+            state = self._state().get_state(STATE_KEY) if self._state is not None else None
         except TransientError:
             return 0.0
         return float(state.get("until", 0.0)) if state else 0.0

@@ -90,8 +90,12 @@ def sweep_poison_queues(
     retention_days: int = 30,
     timeout_seconds: float = 5.0,
     max_messages: int = 1000,
+    purge: bool = True,
 ) -> SweepReport:
-    """Move up to `max_messages` poison messages into `failed_events`, then purge expired rows."""
+    """Move up to `max_messages` poison messages into `failed_events`, then purge expired rows (if `purge`).
+
+    Empty poison queues cost no database query; the purge is one.
+    """
     from azure.core.exceptions import AzureError, ResourceNotFoundError
 
     report = SweepReport()
@@ -117,6 +121,8 @@ def sweep_poison_queues(
             continue
         except AzureError as exc:
             raise QueueUnavailable(f"poison queue {poison_queue(queue)} unavailable: {type(exc).__name__}") from exc
+    if not purge:
+        return report
     try:
         report.purged = store.failed_events.purge_failed_events(datetime.now(UTC) - timedelta(days=retention_days))
     except TransientError:

@@ -74,18 +74,28 @@ def token_error(status: TokenStatus) -> TokenInvalid:
     return TokenInvalid(f"debug_token: token invalid ({status.error or 'no reason given'})")
 
 
+def is_subscribed(graph: GraphClient, page_id: str, app_id: str) -> bool:
+    """Whether the page's `subscribed_apps` lists our app (any app when `app_id` is empty) with `leadgen`.
+
+    Raises what the Graph call raises.
+    """
+    for app in graph.paged(f"{page_id}/subscribed_apps", {}):
+        fields = [str(f) for f in app.get("subscribed_fields") or []]
+        if (not app_id or str(app.get("id")) == app_id) and "leadgen" in fields:
+            return True
+    return False
+
+
 def ensure_subscription(graph: GraphClient, page_id: str, app_id: str) -> SubscriptionStatus:
     """Check the page's `subscribed_apps`; re-subscribe with `leadgen` when our app is missing."""
     try:
-        apps = list(graph.paged(f"{page_id}/subscribed_apps", {}))
+        subscribed = is_subscribed(graph, page_id, app_id)
     except TokenInvalid:
         raise
     except LeadAgentError as exc:
         return SubscriptionStatus(page_id, subscribed=False, error=type(exc).__name__)
-    for app in apps:
-        fields = [str(f) for f in app.get("subscribed_fields") or []]
-        if (not app_id or str(app.get("id")) == app_id) and "leadgen" in fields:
-            return SubscriptionStatus(page_id, subscribed=True)
+    if subscribed:
+        return SubscriptionStatus(page_id, subscribed=True)
     try:
         graph.request("POST", f"{page_id}/subscribed_apps", {"subscribed_fields": "leadgen"})
     except TokenInvalid:

@@ -1,6 +1,7 @@
 """The notification timers' work: queue what the outbox holds, and today's digest once.
 
-With `EMAIL_SENDER=none` nothing is sent, so neither does anything.
+With `EMAIL_SENDER=none` nothing is sent, so neither does anything. While the app is idle
+(`shared/storage/idle.py`) the flush queries the database only once every `IDLE_SQL_EVERY_MINUTES`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,11 @@ from datetime import datetime
 from shared.messaging.sender import QueueSender
 from shared.notify.digest import digest_key
 from shared.notify.outbox import enqueue_notification, flush_outbox
+from shared.storage.idle import IdleGate
 from shared.store import Store
+
+# The timers that may write an outbox row (an incident's alert) while the app is idle: the flush reads after them.
+WRITERS = ("poll_leads", "sweep_dead_letters")
 
 
 @dataclass(frozen=True)
@@ -21,11 +26,14 @@ class Outbox:
     store: Store
     queues: QueueSender
     enabled: bool
+    idle: IdleGate | None = None
 
 
 def flush(outbox: Outbox, now: datetime) -> int:
     """Queue outbox rows that never got their message (alerts, and leads after a crash); how many."""
     if not outbox.enabled:
+        return 0
+    if outbox.idle is not None and not outbox.idle.may_query("flush_outbox", after=WRITERS):
         return 0
     return flush_outbox(outbox.queues, outbox.store, now)
 

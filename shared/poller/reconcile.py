@@ -335,16 +335,22 @@ def _full_reconcile_due(deps: PollerDeps, now: float) -> bool:
     return last is None or now - float(last) >= deps.config.full_every_seconds
 
 
-def _forms(deps: PollerDeps, report: RunReport) -> Iterable[tuple[str, str]]:
-    """(page id, form id) of every form that can still hold new leads."""
+def list_forms(graph: GraphClient, page_ids: Iterable[str]) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """Graph only: (page id, form id) of every form that can still hold new leads, and every form's name."""
     found = []
     names: dict[str, str] = {}
-    for page_id in deps.config.page_ids:
-        for form in deps.graph.paged(f"{page_id}/leadgen_forms", {"fields": "id,name,status", "limit": "100"}):
+    for page_id in page_ids:
+        for form in graph.paged(f"{page_id}/leadgen_forms", {"fields": "id,name,status", "limit": "100"}):
             if form.get("id"):
                 names[str(form["id"])] = str(form.get("name") or "")
             if str(form.get("status", "ACTIVE")).upper() in FORM_STATUSES and form.get("id"):
                 found.append((page_id, str(form["id"])))
+    return found, names
+
+
+def _forms(deps: PollerDeps, report: RunReport) -> Iterable[tuple[str, str]]:
+    """(page id, form id) of every form that can still hold new leads; their names kept for emails."""
+    found, names = list_forms(deps.graph, deps.config.page_ids)
     report.forms_checked = len(found)
     if names and names != deps.store.coordination.get_state("forms"):
         deps.store.coordination.put_state("forms", names)  # form names for emails and the digest

@@ -6,6 +6,7 @@ LEADS_QUEUE = "leads-inbound"
 NOTIFICATIONS_QUEUE = "notifications"
 POISON_SUFFIX = "-poison"
 COUNTERS_TABLE = "webhookcounters"
+STATE_TABLE = "agentstate"  # small shared state that must not wake the database (idle gate, Graph throttle)
 
 
 def poison_queue(queue: str) -> str:

@@ -238,7 +238,7 @@ def test_throttling_stops_graph_calls_until_the_regain_time(net, graph):
     net.store.coordination.put_state("graph_throttle", {"until": 0})  # the regain time has passed
     from shared.graph.throttle import ThrottleGate
 
-    net.client._gate = ThrottleGate(lambda: net.store)
+    net.client._gate = ThrottleGate(lambda: net.store.coordination)
     assert poll_once(net.poller()).error is None
 
 

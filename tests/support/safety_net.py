@@ -15,6 +15,7 @@ from shared.messaging.sender import QueueSender
 from shared.monitoring.token_state import IntegrationMonitor
 from shared.poller.reconcile import PollerConfig, PollerDeps
 from shared.storage.names import LEADS_QUEUE
+from shared.storage.state import SharedState
 from shared.store import Store
 from shared.store.sqlite import SqliteBackend
 from tests.support.queues import queue_client
@@ -67,10 +68,18 @@ class SafetyNet:
                 client.delete_message(message)
 
 
-def build_safety_net(graph: RunningSandbox, storage: str, tmp_path: Path) -> SafetyNet:
-    store = Store(SqliteBackend(str(tmp_path / "leads.db")))
+def build_safety_net(
+    graph: RunningSandbox,
+    storage: str,
+    tmp_path: Path,
+    backend: SqliteBackend | None = None,
+    throttle_state: SharedState | None = None,
+) -> SafetyNet:
+    """The parts over a SQLite file (or `backend`); the Graph throttle shared through the store or `throttle_state`."""
+    store = Store(backend or SqliteBackend(str(tmp_path / "leads.db")))
     store.migrate()
-    gate = ThrottleGate(lambda: store)
+    shared: SharedState = store.coordination if throttle_state is None else throttle_state
+    gate = ThrottleGate(lambda: shared)
     monitor = IntegrationMonitor(lambda: store, recheck_seconds=60, refresh_seconds=0)
     client = GraphClient(graph.url, "v26.0", lambda: TOKEN, 3, gate=gate, on_token_invalid=monitor.token_invalid)
     return SafetyNet(graph, store, QueueSender(storage), storage, client, monitor, gate)

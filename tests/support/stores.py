@@ -87,3 +87,17 @@ def claim(store: Store, key: str, claim_id: str, channel: str = "smtp") -> str:
     """`claim_email` for a lead outside the email caps (its slot is dated long ago, the caps are high)."""
     long_ago = datetime(2000, 1, 1, tzinfo=UTC)
     return store.outbox.claim_email(key, "lead", channel, claim_id, f"slot-{claim_id}", long_ago, 1000, 1000)
+
+
+class CountingSqlite(SqliteBackend):
+    """Real SQLite that counts its transactions, to show that a caller left the database alone."""
+
+    def __init__(self, path: str, timeout_seconds: float = 15.0) -> None:
+        super().__init__(path, timeout_seconds)
+        self.transactions = 0
+
+    @contextmanager
+    def transaction(self, write: bool) -> Iterator[Any]:
+        self.transactions += 1
+        with super().transaction(write) as cursor:
+            yield cursor

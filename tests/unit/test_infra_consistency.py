@@ -242,7 +242,7 @@ def test_queue_and_table_names_match_the_code_host_json_and_storage_bicep(regist
         names.poison_queue(names.LEADS_QUEUE),
         names.poison_queue(names.NOTIFICATIONS_QUEUE),
     }
-    tables = {names.COUNTERS_TABLE, RATE_LIMIT_TABLE}
+    tables = {names.COUNTERS_TABLE, names.STATE_TABLE, RATE_LIMIT_TABLE}
 
     triggered = {
         binding.queue_name

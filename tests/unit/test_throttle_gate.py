@@ -46,7 +46,7 @@ def gate(clock: Clock) -> ThrottleGate:
 
 
 def shared_gate(store: Store, clock: Clock) -> ThrottleGate:
-    return ThrottleGate(store=lambda: store, clock=clock, refresh_seconds=REFRESH)
+    return ThrottleGate(state=lambda: store.coordination, clock=clock, refresh_seconds=REFRESH)
 
 
 def business_usage(minutes: float) -> str:
@@ -153,7 +153,7 @@ class TestSharedThroughTheStore:
         def unavailable() -> Store:
             raise StoreUnavailable("database is locked")
 
-        gate = ThrottleGate(store=unavailable, clock=clock, refresh_seconds=REFRESH)
+        gate = ThrottleGate(state=unavailable, clock=clock, refresh_seconds=REFRESH)
         gate.block(120, "code 4")
 
         with pytest.raises(GraphThrottled):
