@@ -45,7 +45,7 @@ run: install
 
 ## Send test leads to a running `make run` (N=5 leads at R=2 per second).
 simulate: install
-	$(PY) -m devhost.simulate --leads $(or $(N),5) --rate $(or $(R),2)
+	$(PY) -m fakes.simulate --leads $(or $(N),5) --rate $(or $(R),2)
 
 ## The whole suite: lint, types, unit, integration (real Azurite, SQLite, SMTP, sandbox Graph) and end-to-end.
 test: install worker lint typecheck
@@ -59,7 +59,7 @@ lint: install
 	$(PY) -m ruff format --check .
 
 typecheck: install
-	$(PY) -m mypy shared functions function_app.py wiring.py devhost bench
+	$(PY) -m mypy shared functions function_app.py wiring.py devhost fakes bench
 
 ## Benchmarks: each prints its figures and a reference measured in the same run.
 bench: install

@@ -44,8 +44,8 @@ from bench.webhook_latency import (
     reference_text,
     wait_stored,
 )
-from devhost.sandbox import SandboxGraph
-from devhost.simulate import WebhookChange, fake_field_data
+from fakes.sandbox import SandboxGraph
+from fakes.simulate import WebhookChange, fake_field_data
 from shared.ingest.transform import normalise_lead
 from shared.messaging.messages import LeadMessage
 from shared.messaging.sender import QueueSender

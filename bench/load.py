@@ -24,8 +24,8 @@ from typing import Any
 
 import requests
 
-from devhost.sandbox import SandboxGraph
-from devhost.simulate import WebhookChange, build_webhook_body, fake_field_data, sign
+from fakes.sandbox import SandboxGraph
+from fakes.simulate import WebhookChange, build_webhook_body, fake_field_data, sign
 
 TIMEOUT = (3.05, 30.0)
 

@@ -18,7 +18,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from bench.stack import PAGE, SECRET, TOKEN, local_stack, summary
-from devhost.simulate import simulate
+from fakes.simulate import simulate
 
 
 def arrival_times(mail_dir: Path, lead_ids: list[str]) -> dict[str, float]:

@@ -30,8 +30,8 @@ from pathlib import Path
 
 from bench.stack import SECRET, TOKEN
 from bench.store_scale import LeadRow, bulk_insert, migrated_store
-from devhost.sandbox import DEFAULT_APP_ID, SandboxGraph, serve
-from devhost.simulate import fake_field_data
+from fakes.sandbox import DEFAULT_APP_ID, SandboxGraph, serve
+from fakes.simulate import fake_field_data
 from shared.graph.client import GraphClient
 from shared.graph.throttle import ThrottleGate
 from shared.messaging.sender import QueueSender

@@ -31,9 +31,9 @@ from pathlib import Path
 import requests
 
 from bench.stack import PAGE, SECRET, TOKEN
-from devhost.sandbox import RunningSandbox, SandboxGraph, serve
-from devhost.simulate import build_webhook_body, sign
-from devhost.smtp_sink import SmtpSink
+from fakes.sandbox import RunningSandbox, SandboxGraph, serve
+from fakes.simulate import build_webhook_body, sign
+from fakes.smtp_sink import SmtpSink
 from tests.support.azurite import Azurite, start_azurite
 from tests.support.devhost_process import DevhostProcess, devhost_env, start_devhost
 from tests.support.waiting import free_port

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devhost.defaults import LOCAL_DEFAULTS
-from devhost.sandbox import RunningSandbox, SandboxGraph, serve
-from devhost.smtp_sink import SmtpSink
+from fakes.sandbox import RunningSandbox, SandboxGraph, serve
+from fakes.smtp_sink import SmtpSink
 from tests.support.azurite import Azurite, start_azurite
 from tests.support.devhost_process import DevhostProcess, devhost_env, start_devhost
 

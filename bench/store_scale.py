@@ -35,8 +35,8 @@ from typing import Any
 import requests
 
 from bench.stack import PAGE, local_stack, percentile
-from devhost.sandbox import SandboxGraph
-from devhost.simulate import WebhookChange, fake_field_data
+from fakes.sandbox import SandboxGraph
+from fakes.simulate import WebhookChange, fake_field_data
 from shared import stats
 from shared.ingest.transform import normalise_lead
 from shared.messaging.messages import LeadMessage

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from bench.load import Companion, LoadResult, cpu_seconds, fire_in_subprocess, sandbox_webhooks
 from bench.stack import PAGE, SECRET, Stack, local_stack, summary
-from devhost.simulate import WebhookChange
+from fakes.simulate import WebhookChange
 from shared.messaging.messages import LeadMessage
 from shared.storage.names import LEADS_QUEUE, poison_queue
 

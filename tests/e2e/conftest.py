@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from devhost.defaults import LOCAL_DEFAULTS
-from devhost.sandbox import RunningSandbox, SandboxGraph, serve
+from fakes.sandbox import RunningSandbox, SandboxGraph, serve
 from tests.support.azurite import Azurite, start_azurite
 
 

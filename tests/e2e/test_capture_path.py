@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from devhost.defaults import LOCAL_DEFAULTS
-from devhost.simulate import build_webhook_body, sign, simulate
+from fakes.simulate import build_webhook_body, sign, simulate
 from shared.storage.names import LEADS_QUEUE, poison_queue
 from tests.support.devhost_process import DevhostProcess, devhost_env, start_devhost
 from tests.support.queues import drain_json, message_count

@@ -215,7 +215,7 @@ def test_the_children_exit_when_the_supervisor_is_killed(supervisor):
 def test_a_port_still_held_is_named_with_its_process_in_one_line(tmp_path):
     ports = free_ports()
     leftover = spawn_tied(
-        [sys.executable, "-m", "devhost.smtp_sink", "--port", str(ports.smtp), "--dir", str(tmp_path / "mail")],
+        [sys.executable, "-m", "fakes.smtp_sink", "--port", str(ports.smtp), "--dir", str(tmp_path / "mail")],
         cwd=REPO,
         stdout=subprocess.DEVNULL,
     )
@@ -236,6 +236,6 @@ def test_a_port_still_held_is_named_with_its_process_in_one_line(tmp_path):
     assert len(completed.stderr.strip().splitlines()) == 1, completed.stderr
     line = completed.stderr.strip()
     assert f"port {ports.smtp} (smtp-sink) held by pid {leftover.pid} (" in line
-    assert "devhost.smtp_sink" in line
+    assert "fakes.smtp_sink" in line
     assert f"`kill {leftover.pid}`" in line
     assert not any(port_open(p) for p in (ports.devhost, ports.graph, ports.blob)), "nothing else was started"

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import pytest
 
 from devhost.defaults import LOCAL_DEFAULTS
-from devhost.sandbox import RunningSandbox, SandboxGraph, serve
-from devhost.simulate import simulate
-from devhost.smtp_sink import SmtpSink
+from fakes.sandbox import RunningSandbox, SandboxGraph, serve
+from fakes.simulate import simulate
+from fakes.smtp_sink import SmtpSink
 from tests.support.devhost_process import devhost_env, start_devhost
 from tests.support.notifications import parts, read_mail
 from tests.support.waiting import wait_until

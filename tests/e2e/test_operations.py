@@ -11,9 +11,9 @@ import pytest
 import requests
 
 from devhost.defaults import LOCAL_DEFAULTS
-from devhost.sandbox import RunningSandbox, SandboxGraph, serve
-from devhost.simulate import simulate
-from devhost.smtp_sink import SmtpSink
+from fakes.sandbox import RunningSandbox, SandboxGraph, serve
+from fakes.simulate import simulate
+from fakes.smtp_sink import SmtpSink
 from tests.support.azurite import Azurite, start_azurite
 from tests.support.devhost_process import DevhostProcess, devhost_env, start_devhost
 from tests.support.waiting import wait_until
@@ -158,7 +158,7 @@ def test_erasure_leaves_no_pii_anywhere_and_the_lead_is_not_stored_again(storage
             assert value not in dump
         assert f"INSERT INTO \"erased_leads\" VALUES('{victim}'" in dump
         # a late webhook retry or the poller must not bring the person back
-        from devhost.simulate import build_webhook_body, sign
+        from fakes.simulate import build_webhook_body, sign
 
         body = build_webhook_body([{"leadgen_id": victim, "page_id": PAGE, "form_id": PAGE + "01"}])
         requests.post(
@@ -219,7 +219,7 @@ def test_signed_deliveries_are_never_rate_limited_but_bad_signatures_are(storage
             for _ in range(7)
         ]
         assert bad[:5] == [401] * 5 and bad[5:] == [429, 429]
-        from devhost.simulate import sign
+        from fakes.simulate import sign
 
         body = b'{"object":"page","entry":[]}'
         assert (

@@ -12,8 +12,8 @@ import pytest
 import requests
 
 from devhost.defaults import LOCAL_DEFAULTS
-from devhost.sandbox import RunningSandbox, SandboxGraph, serve
-from devhost.simulate import build_webhook_body, sign
+from fakes.sandbox import RunningSandbox, SandboxGraph, serve
+from fakes.simulate import build_webhook_body, sign
 from shared.storage.names import LEADS_QUEUE, poison_queue
 from tests.support.azurite import Azurite
 from tests.support.devhost_process import DevhostProcess, devhost_env, start_devhost

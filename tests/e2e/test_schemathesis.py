@@ -28,7 +28,7 @@ from schemathesis.checks import (
 )
 
 from devhost.defaults import LOCAL_DEFAULTS
-from devhost.simulate import sign
+from fakes.simulate import sign
 from tests.support.devhost_process import DevhostProcess, devhost_env, start_devhost
 
 REPO = Path(__file__).resolve().parents[2]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from devhost.sandbox import RunningSandbox, SandboxGraph, serve
+from fakes.sandbox import RunningSandbox, SandboxGraph, serve
 from shared.ingest.pipeline import ingest_lead_message
 from shared.messaging.messages import LeadMessage
 from shared.messaging.sweep import HOST_MOVE_REASON, sweep_poison_queues

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from devhost.sandbox import RunningSandbox, SandboxGraph, serve
+from fakes.sandbox import RunningSandbox, SandboxGraph, serve
 from shared.errors import GraphUnavailable, LeadAgentError
 from shared.graph import client as graph_client
 from shared.graph.client import GraphClient

@@ -13,7 +13,7 @@ import azure.functions as func
 import pytest
 
 from devhost.defaults import LOCAL_DEFAULTS
-from devhost.sandbox import RunningSandbox, SandboxGraph, serve
+from fakes.sandbox import RunningSandbox, SandboxGraph, serve
 from functions import health as health_functions
 from shared.monitoring.health import AnswerCache, overall_health
 from shared.settings import load_settings

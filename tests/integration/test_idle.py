@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from devhost.sandbox import RunningSandbox, SandboxGraph, serve
+from fakes.sandbox import RunningSandbox, SandboxGraph, serve
 from shared.messaging.sweep import sweep_poison_queues
 from shared.monitoring.dead_letter_watch import sweep_and_watch
 from shared.monitoring.incidents import is_open

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from devhost.sandbox import RunningSandbox, SandboxGraph, serve
+from fakes.sandbox import RunningSandbox, SandboxGraph, serve
 from shared.graph.client import GraphClient
 from shared.ingest.pipeline import IngestDeps, ingest_lead_message
 from shared.messaging.messages import LeadMessage

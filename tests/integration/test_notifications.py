@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from devhost.smtp_sink import SmtpSink
+from fakes.smtp_sink import SmtpSink
 from shared.monitoring.incidents import close_incident, open_incident
 from shared.notify.base import OutgoingEmail
 from shared.notify.digest import digest_key

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from devhost.sandbox import RunningSandbox, SandboxGraph, serve
+from fakes.sandbox import RunningSandbox, SandboxGraph, serve
 from shared.errors import GraphThrottled
 from shared.ingest.pipeline import IngestDeps, ingest_lead_message
 from shared.messaging.sender import QueueSender

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import requests
 
-from devhost.sandbox import RunningSandbox, SandboxGraph, serve
+from fakes.sandbox import RunningSandbox, SandboxGraph, serve
 from tests.support.waiting import port_open, wait_until
 
 TOKEN = "sandbox-test-token"

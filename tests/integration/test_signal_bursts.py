@@ -84,13 +84,13 @@ def test_the_supervisor_stops_after_a_burst_of_sigterm(tmp_path):
 
 def test_the_smtp_sink_stops_after_a_burst_of_sigterm(tmp_path):
     port = free_port()
-    command = [sys.executable, "-m", "devhost.smtp_sink", "--port", str(port), "--dir", str(tmp_path / "mail")]
+    command = [sys.executable, "-m", "fakes.smtp_sink", "--port", str(port), "--dir", str(tmp_path / "mail")]
     stops_after_bursts("SMTP sink", command, port, tmp_path, rounds=10)
 
 
 def test_the_sandbox_graph_stops_after_a_burst_of_sigterm(tmp_path):
     port = free_port()
-    command = [sys.executable, "-m", "devhost.sandbox", "--port", str(port)]
+    command = [sys.executable, "-m", "fakes.sandbox", "--port", str(port)]
     stops_after_bursts("sandbox", command, port, tmp_path, rounds=10)
 
 

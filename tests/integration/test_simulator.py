@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from devhost.sandbox import RunningSandbox, SandboxGraph, serve
-from devhost.simulate import SimulationReport, WebhookChange, build_webhook_body, sign, simulate
+from fakes.sandbox import RunningSandbox, SandboxGraph, serve
+from fakes.simulate import SimulationReport, WebhookChange, build_webhook_body, sign, simulate
 from tests.support.waiting import port_open, wait_until
 
 SECRET = "local-sandbox-app-secret"

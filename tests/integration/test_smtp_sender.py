@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from devhost.smtp_sink import SmtpSink
+from fakes.smtp_sink import SmtpSink
 from shared.notify.base import OutgoingEmail, SenderThrottled, SendFailed, SendRejected
 from shared.notify.smtp import SmtpSender
 

@@ -13,7 +13,7 @@ from email.policy import default
 from pathlib import Path
 
 from devhost.children import spawn_tied
-from devhost.smtp_sink import SmtpSink
+from fakes.smtp_sink import SmtpSink
 from tests.support.waiting import free_port, port_open, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -64,7 +64,7 @@ def test_file_names_sort_in_arrival_order_and_no_temporary_files_remain(tmp_path
 def test_python_m_devhost_smtp_sink_runs_until_sigterm(tmp_path):
     port = free_port()
     process = spawn_tied(
-        [sys.executable, "-m", "devhost.smtp_sink", "--port", str(port), "--dir", str(tmp_path)],
+        [sys.executable, "-m", "fakes.smtp_sink", "--port", str(port), "--dir", str(tmp_path)],
         cwd=REPO,
         env=os.environ.copy(),
         stdout=subprocess.PIPE,

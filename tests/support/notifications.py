@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from devhost.smtp_sink import SmtpSink
+from fakes.smtp_sink import SmtpSink
 from shared.messaging.sender import QueueSender
 from shared.notify.acs import AcsSender
 from shared.notify.notifier import handle_notification

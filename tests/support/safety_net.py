@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from devhost.sandbox import RunningSandbox
+from fakes.sandbox import RunningSandbox
 from shared.graph.client import GraphClient
 from shared.graph.throttle import ThrottleGate
 from shared.ingest.pipeline import IngestDeps, ingest_lead_message

@@ -92,9 +92,9 @@ def report_on(workdir: Path) -> dict[str, Any]:
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from devhost.sandbox import SandboxGraph, serve
-    from devhost.simulate import WebhookChange, build_webhook_body, sign
-    from devhost.smtp_sink import SmtpSink
+    from fakes.sandbox import SandboxGraph, serve
+    from fakes.simulate import WebhookChange, build_webhook_body, sign
+    from fakes.smtp_sink import SmtpSink
     from shared.storage.names import LEADS_QUEUE, NOTIFICATIONS_QUEUE
     from shared.telemetry import setup_telemetry
     from tests.support.queues import reset_queue

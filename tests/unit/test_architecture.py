@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-CORE_MUST_NOT_IMPORT = ("azure.functions", "functions", "wiring", "function_app", "devhost")
+CORE_MUST_NOT_IMPORT = ("azure.functions", "functions", "wiring", "function_app", "devhost", "fakes")
 EDGE_MUST_NOT_IMPORT = ("shared.store",)
 
 
@@ -65,7 +65,7 @@ def test_the_check_sees_every_kind_of_import(tmp_path, monkeypatch):
     (package / "mod.py").write_text(
         "import azure.functions as func\n"
         "from wiring import get_services\n"
-        "def late():\n    from devhost import sandbox\n"
+        "def late():\n    from devhost import queues\n    from fakes import sandbox\n"
         "from ... import functions\n"
         "from shared import store\n",
         encoding="utf-8",
@@ -76,7 +76,9 @@ def test_the_check_sees_every_kind_of_import(tmp_path, monkeypatch):
         "wiring",
         "wiring.get_services",
         "devhost",
-        "devhost.sandbox",
+        "devhost.queues",
+        "fakes",
+        "fakes.sandbox",
         "functions",
     ]
-    assert violations("shared", EDGE_MUST_NOT_IMPORT) == ["shared/inner/mod.py:6 imports shared.store"]
+    assert violations("shared", EDGE_MUST_NOT_IMPORT) == ["shared/inner/mod.py:7 imports shared.store"]

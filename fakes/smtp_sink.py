@@ -5,7 +5,7 @@ written atomically (temporary file, then rename) so a reader never sees half a m
 envelope sender and recipients (including Bcc, which the message itself doesn't show) are added
 on top as `X-Envelope-From` and `X-Envelope-To`. No TLS, no AUTH: it is a local test double.
 
-`python -m devhost.smtp_sink [--port 1025] [--dir .devdata/mail]` runs it until SIGINT/SIGTERM.
+`python -m fakes.smtp_sink [--port 1025] [--dir .devdata/mail]` runs it until SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ class SmtpSink:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the sink until SIGINT/SIGTERM; exit 0."""
-    parser = argparse.ArgumentParser(prog="python -m devhost.smtp_sink", description="Local SMTP sink")
+    parser = argparse.ArgumentParser(prog="python -m fakes.smtp_sink", description="Local SMTP sink")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--dir", default=str(DEFAULT_DIRECTORY), help="where .eml files go")

@@ -3,16 +3,16 @@
 It speaks `GET /{lead-id}`, `GET /{form-id}/leads` (filtering on `time_created`, cursor paging),
 `GET /{page-id}/leadgen_forms`, `GET /debug_token`, `GET|POST|DELETE /{page-id}/subscribed_apps`
 and `GET|POST /{form-id}/test_leads`, with or without a `/vNN.N` prefix, plus a control API under
-`/_sandbox/` (see `devhost.sandbox.control`). One deliberate difference from Meta: a form takes
+`/_sandbox/` (see `fakes.sandbox.control`). One deliberate difference from Meta: a form takes
 any number of test leads (Meta allows one per form until it is deleted).
 """
 
 from __future__ import annotations
 
-from devhost.sandbox.faults import FAULT_KINDS, ROUTE_KINDS, Fault
-from devhost.sandbox.server import RunningSandbox, serve
-from devhost.sandbox.state import DEFAULT_APP_ID, DEFAULT_PAGE_ID, SandboxGraph
-from devhost.sandbox.tokens import APP_NAME, TOKEN_SCOPES
+from fakes.sandbox.faults import FAULT_KINDS, ROUTE_KINDS, Fault
+from fakes.sandbox.server import RunningSandbox, serve
+from fakes.sandbox.state import DEFAULT_APP_ID, DEFAULT_PAGE_ID, SandboxGraph
+from fakes.sandbox.tokens import APP_NAME, TOKEN_SCOPES
 
 __all__ = [
     "APP_NAME",

@@ -13,8 +13,8 @@ from types import TracebackType
 from waitress import wasyncore
 from waitress.server import create_server
 
-from devhost.sandbox.state import SandboxGraph
-from devhost.sandbox.wsgi import SandboxApp
+from fakes.sandbox.state import SandboxGraph
+from fakes.sandbox.wsgi import SandboxApp
 
 _POLL_SECONDS = 0.5
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from devhost.sandbox.errors import invalid_parameter
+from fakes.sandbox.errors import invalid_parameter
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
 _VERSIONED = re.compile(r"^/(v\d+\.\d+)(/.*)?$")

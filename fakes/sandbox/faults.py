@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Literal, cast, get_args
 
-from devhost.sandbox.errors import GraphError, expired_token
+from fakes.sandbox.errors import GraphError, expired_token
 
 FaultKind = Literal["token_expired", "throttle", "server_error", "slow", "permission", "proxy_error"]
 RouteKind = Literal["lead", "form_leads", "leadgen_forms", "debug_token", "subscribed_apps", "test_leads"]

@@ -11,7 +11,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Mapping
 
-from devhost.sandbox.faults import ROUTE_KINDS
+from fakes.sandbox.faults import ROUTE_KINDS
 
 HOURLY_CALL_BUDGET = 20_000
 

@@ -15,14 +15,14 @@ from collections.abc import Callable, Iterable, Mapping
 from http import HTTPStatus
 from typing import Any
 
-from devhost.sandbox.control import handle_control
-from devhost.sandbox.errors import GraphError, new_fbtrace_id, unexpected_error
-from devhost.sandbox.faults import ProxyPage
-from devhost.sandbox.graph_routes import handle_graph
-from devhost.sandbox.messages import JsonResponse, read_request
-from devhost.sandbox.state import SandboxGraph
+from fakes.sandbox.control import handle_control
+from fakes.sandbox.errors import GraphError, new_fbtrace_id, unexpected_error
+from fakes.sandbox.faults import ProxyPage
+from fakes.sandbox.graph_routes import handle_graph
+from fakes.sandbox.messages import JsonResponse, read_request
+from fakes.sandbox.state import SandboxGraph
 
-logger = logging.getLogger("devhost.sandbox")
+logger = logging.getLogger("fakes.sandbox")
 
 DEFAULT_VERSION = "v26.0"
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]

@@ -18,11 +18,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from devhost.sandbox.errors import invalid_parameter, unknown_path
-from devhost.sandbox.messages import JsonResponse, SandboxRequest
-from devhost.sandbox.state import SandboxGraph
+from fakes.sandbox.errors import invalid_parameter, unknown_path
+from fakes.sandbox.messages import JsonResponse, SandboxRequest
+from fakes.sandbox.state import SandboxGraph
 
-logger = logging.getLogger("devhost.sandbox")
+logger = logging.getLogger("fakes.sandbox")
 
 ControlHandler = Callable[[SandboxGraph, dict[str, Any]], JsonResponse]
 _AD_KEYS = ("ad_id", "ad_name", "adset_id", "adset_name", "campaign_id", "campaign_name")

@@ -1,6 +1,6 @@
 """Simulate Meta: create test leads through a Graph API and deliver signed `leadgen` webhooks for them.
 
-`python -m devhost.simulate --leads N --rate R [--duplicates P] [--batch B] [--webhook URL]
+`python -m fakes.simulate --leads N --rate R [--duplicates P] [--batch B] [--webhook URL]
 [--graph URL] [--graph-version V] [--seed S] [--ids-out FILE]` discovers the forms of each page in
 `FACEBOOK_PAGE_IDS`, creates N leads with `POST /{form-id}/test_leads` (realistic answers, about
 one name in five non-ASCII), and posts Meta's exact webhook shape to the devhost at R leads per
@@ -29,7 +29,7 @@ from typing import Any
 
 import requests
 
-from devhost.sandbox.environment import local_environment, page_ids
+from fakes.sandbox.environment import local_environment, page_ids
 from shared.settings import SettingsError
 
 DEFAULT_WEBHOOK_URL = "http://127.0.0.1:7071/api/webhook/facebook/leads"
@@ -275,7 +275,7 @@ def simulate(
 
 
 def _parser(env: dict[str, str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m devhost.simulate", description="Simulate Meta lead webhooks.")
+    parser = argparse.ArgumentParser(prog="python -m fakes.simulate", description="Simulate Meta lead webhooks.")
     parser.add_argument("--leads", type=int, default=10, help="how many leads to create (default 10)")
     parser.add_argument("--rate", type=float, default=2.0, help="leads per second (default 2; 0 = no pacing)")
     parser.add_argument("--duplicates", type=float, default=0.0, help="chance each lead is delivered again")

@@ -15,13 +15,13 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from devhost.sandbox.errors import invalid_parameter
-from devhost.sandbox.errors import object_not_found as not_found
-from devhost.sandbox.faults import Fault, FaultBook
-from devhost.sandbox.metering import CallMeter
-from devhost.sandbox.paging import SortKey, TimeFilter, slice_newest_first
-from devhost.sandbox.records import LeadForm, StoredLead, normalise_disclaimers, normalise_field_data
-from devhost.sandbox.tokens import APP_NAME, TokenBook
+from fakes.sandbox.errors import invalid_parameter
+from fakes.sandbox.errors import object_not_found as not_found
+from fakes.sandbox.faults import Fault, FaultBook
+from fakes.sandbox.metering import CallMeter
+from fakes.sandbox.paging import SortKey, TimeFilter, slice_newest_first
+from fakes.sandbox.records import LeadForm, StoredLead, normalise_disclaimers, normalise_field_data
+from fakes.sandbox.tokens import APP_NAME, TokenBook
 
 DEFAULT_PAGE_ID = "1000000000001"
 DEFAULT_APP_ID = "1234567890"

@@ -13,13 +13,13 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from devhost.sandbox.errors import GraphError, invalid_parameter, object_not_found, unknown_path
-from devhost.sandbox.messages import JsonResponse, SandboxRequest
-from devhost.sandbox.paging import decode_cursor, encode_cursor, parse_filtering, parse_limit
-from devhost.sandbox.records import StoredLead, parse_fields
-from devhost.sandbox.state import SandboxGraph
+from fakes.sandbox.errors import GraphError, invalid_parameter, object_not_found, unknown_path
+from fakes.sandbox.messages import JsonResponse, SandboxRequest
+from fakes.sandbox.paging import decode_cursor, encode_cursor, parse_filtering, parse_limit
+from fakes.sandbox.records import StoredLead, parse_fields
+from fakes.sandbox.state import SandboxGraph
 
-logger = logging.getLogger("devhost.sandbox")
+logger = logging.getLogger("fakes.sandbox")
 
 Handler = Callable[[SandboxGraph, SandboxRequest, str], JsonResponse]
 _SHAPES: tuple[tuple[re.Pattern[str], str], ...] = (

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from devhost.sandbox.errors import invalid_parameter, unknown_field
+from fakes.sandbox.errors import invalid_parameter, unknown_field
 
 GRAPH_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S+0000"
 AD_FIELDS = ("ad_id", "ad_name", "adset_id", "adset_name", "campaign_id", "campaign_name")

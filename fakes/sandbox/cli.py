@@ -1,4 +1,4 @@
-"""`python -m devhost.sandbox`: serve the sandbox Graph API until SIGINT or SIGTERM."""
+"""`python -m fakes.sandbox`: serve the sandbox Graph API until SIGINT or SIGTERM."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from devhost.sandbox.environment import local_environment, page_ids
-from devhost.sandbox.server import serve
-from devhost.sandbox.state import SandboxGraph
 from devhost.stop_signal import StopSignal
+from fakes.sandbox.environment import local_environment, page_ids
+from fakes.sandbox.server import serve
+from fakes.sandbox.state import SandboxGraph
 from shared.settings import SettingsError
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m devhost.sandbox", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m fakes.sandbox", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=7072)
     parser.add_argument("--subscribed", action="store_true", help="start with the app installed on every page")

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from devhost.sandbox.errors import invalid_parameter
+from fakes.sandbox.errors import invalid_parameter
 
 DEFAULT_LIMIT = 25
 MAX_LIMIT = 100

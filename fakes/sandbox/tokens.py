@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from devhost.sandbox.errors import expired_token, expired_token_message, invalid_token
+from fakes.sandbox.errors import expired_token, expired_token_message, invalid_token
 
 APP_NAME = "Sandbox Lead App"
 TOKEN_SCOPES = (
