@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from shared.ingest.pipeline import ingest_lead_message
+from shared.ingest.consumer import ingest_lead_message
 from shared.logs import get_logger, log_context
 from shared.storage.names import LEADS_QUEUE
 from shared.telemetry import continue_trace

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import azure.functions as func
 
 from shared.logs import get_logger, log_context
-from shared.notify.notifier import handle_notification
+from shared.notify.consumer import handle_notification
 from shared.notify.types import Sent
 from shared.ops.outbox import flush, queue_daily_digest
 from shared.storage.names import NOTIFICATIONS_QUEUE

@@ -1,4 +1,4 @@
-"""Ingest one `leads-inbound` message: every message ends stored, duplicate, retrying or dead-lettered.
+"""Ingest one lead: the domain steps of the `leads-inbound` consumer (`shared/ingest/consumer.py`).
 
 The domain steps only: skip a lead already stored, fetch it from Graph, validate it, store it
 (the unique key decides), and queue its email. Failures are raised, classified once
@@ -22,12 +22,11 @@ from shared.errors import InvalidLead, TransientError
 from shared.ingest.transform import normalise_lead
 from shared.logs import get_logger
 from shared.messaging.messages import LeadMessage
-from shared.messaging.processor import Consumer, Handled, Outcome, process
+from shared.messaging.processor import Handled
 from shared.messaging.retry import RetryPolicy
 from shared.messaging.sender import QueueSender
 from shared.models.lead import GraphLead
 from shared.monitoring.token_state import IntegrationMonitor
-from shared.storage.names import LEADS_QUEUE
 from shared.store import Store
 from shared.store.leads import AlreadyStored
 
@@ -45,15 +44,6 @@ class IngestDeps:
     monitor: IntegrationMonitor | None = None
     announce: Callable[[str], None] | None = None
     rng: random.Random | None = None
-
-
-def ingest_lead_message(body: bytes, deps: IngestDeps) -> Outcome[LeadMessage, Handled]:
-    """Ingest one queue message body (already base64-decoded by the host); at most one row per lead id.
-
-    Only `QueueUnavailable` escapes (while re-queuing or dead-lettering): the host retries the message.
-    """
-    consumer = Consumer(LEADS_QUEUE, "ingest", "lead message", deps.policy, deps.sender, deps.store, deps.rng)
-    return process(body, LeadMessage, lambda message: ingest_lead(message, deps), consumer)
 
 
 def ingest_lead(message: LeadMessage, deps: IngestDeps) -> Handled:
@@ -94,4 +84,4 @@ def _graph_lead(raw: dict[str, Any], lead_id: str) -> GraphLead:
     return lead
 
 
-__all__ = ["IngestDeps", "ingest_lead", "ingest_lead_message"]
+__all__ = ["IngestDeps", "ingest_lead"]

@@ -1,4 +1,4 @@
-"""Send what the outbox holds, exactly once, within the sender's limits.
+"""Send what the outbox holds, exactly once, within the sender's limits: the `notifications` record handler.
 
 Each `notifications` message names one thing to announce (a lead, an alert, a digest). The
 notifier reserves a sending slot and claims the notification (`compose.prepare`: the unique key
@@ -20,43 +20,28 @@ later; a claim stuck in `sending` is settled by `stuck.settle_stuck`.
 from __future__ import annotations
 
 from contextlib import suppress
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from shared.errors import LeadAgentError, PermanentError, StoreUnavailable, TransientError
 from shared.logs import get_logger
 from shared.messaging.messages import NotificationMessage
-from shared.messaging.processor import Consumer, Handled, LookAgain, Outcome, process
+from shared.messaging.processor import Handled, LookAgain
 from shared.notify.base import SenderThrottled, SendOutcomeUnknown
 from shared.notify.compose import Prepared, give_back_slot, prepare, release_quietly
 from shared.notify.outbox import mark_sent, record_sent
 from shared.notify.stuck import outcome_unknown, settle_stuck
 from shared.notify.types import IN_PROGRESS_RECHECK_SECONDS, STORE_RECHECK_SECONDS, NotifyDeps, Sent, StoreAway
-from shared.storage.names import NOTIFICATIONS_QUEUE
 from shared.store.outbox import STALE_CLAIM
 
 log = get_logger(__name__)
 
 
-def handle_notification(body: bytes, deps: NotifyDeps) -> Outcome[NotificationMessage, Handled]:
-    """Process one `notifications` message; at most one email per notification. Only `QueueUnavailable` escapes.
+def handle(message: NotificationMessage, deps: NotifyDeps) -> Handled | LookAgain:
+    """The record handler of the `notifications` consumer (`shared/notify/consumer.py`): one notification.
 
     The outcome's word: `sent`, `recorded` (a stuck send had gone out), `duplicate`, `skipped`;
-    looked at again later: `waiting` (cap, database away), `throttled`, `in_progress`, `superseded`;
-    or the processor's `retrying` / `dead_lettered`.
+    looked at again later: `waiting` (cap, database away), `throttled`, `in_progress`, `superseded`.
     """
-    consumer = Consumer(NOTIFICATIONS_QUEUE, "notify", "notification", deps.policy, deps.queues, deps.store, deps.rng)
-    outcome = process(body, NotificationMessage, lambda message: _handle_or_wait(message, deps), consumer)
-    message = outcome.message
-    if message is not None and outcome.delay_seconds is not None and not isinstance(outcome.result, StoreAway):
-        # The outbox row learns when its message is due, so the flush does not copy a message that waits.
-        # Best effort: without it the flush makes one harmless extra copy (the claim stops a second email).
-        due = deps.clock() + timedelta(seconds=outcome.delay_seconds)
-        with suppress(StoreUnavailable):
-            deps.store.outbox.mark_outbox_queued(message.kind, message.key, due)
-    return outcome
-
-
-def _handle_or_wait(message: NotificationMessage, deps: NotifyDeps) -> Handled | LookAgain:
     try:
         return _handle(message, deps)
     except StoreUnavailable as exc:  # the database is away: wait without using an attempt

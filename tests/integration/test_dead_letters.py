@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from fakes.sandbox import RunningSandbox, SandboxGraph, serve
-from shared.ingest.pipeline import ingest_lead_message
+from shared.ingest.consumer import ingest_lead_message
 from shared.messaging.messages import LeadMessage
 from shared.messaging.sweep import HOST_MOVE_REASON, sweep_poison_queues
 from shared.ops.errors import NotFound, NotReplayable

@@ -13,7 +13,8 @@ import pytest
 
 from fakes.sandbox import RunningSandbox, SandboxGraph, serve
 from shared.graph.client import GraphClient
-from shared.ingest.pipeline import IngestDeps, ingest_lead_message
+from shared.ingest.consumer import ingest_lead_message
+from shared.ingest.pipeline import IngestDeps
 from shared.messaging.messages import LeadMessage
 from shared.messaging.retry import RetryPolicy
 from shared.messaging.sender import QueueSender

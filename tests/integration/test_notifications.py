@@ -15,8 +15,8 @@ import pytest
 from fakes.smtp_sink import SmtpSink
 from shared.monitoring.incidents import close_incident, open_incident
 from shared.notify.base import OutgoingEmail
+from shared.notify.consumer import handle_notification
 from shared.notify.digest import digest_key
-from shared.notify.notifier import handle_notification
 from shared.notify.outbox import enqueue_notification, flush_outbox
 from shared.notify.recipients import Recipients
 from shared.notify.types import NotifyPolicy

@@ -14,7 +14,8 @@ import pytest
 
 from fakes.sandbox import RunningSandbox, SandboxGraph, serve
 from shared.errors import GraphThrottled
-from shared.ingest.pipeline import IngestDeps, ingest_lead_message
+from shared.ingest.consumer import ingest_lead_message
+from shared.ingest.pipeline import IngestDeps
 from shared.messaging.sender import QueueSender
 from shared.monitoring.incidents import is_open
 from shared.poller.reconcile import poll_once, reconcile_window
@@ -74,7 +75,7 @@ def test_late_webhook_deliveries_after_a_backfill_are_counted_duplicates(net, gr
     lead_id = lead_at(graph, FORM_1, hours_ago(1))
     poll_once(net.poller())
     net.drain_ingest()
-    from shared.ingest.pipeline import ingest_lead_message
+    from shared.ingest.consumer import ingest_lead_message
     from shared.messaging.messages import LeadMessage
 
     late = LeadMessage(facebook_lead_id=lead_id, page_id=PAGE, form_id=FORM_1, source="webhook")

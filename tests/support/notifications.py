@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from fakes.smtp_sink import SmtpSink
 from shared.messaging.sender import QueueSender
 from shared.notify.acs import AcsSender
-from shared.notify.notifier import handle_notification
+from shared.notify.consumer import handle_notification
 from shared.notify.recipients import Recipients
 from shared.notify.smtp import SmtpSender
 from shared.notify.types import NotifyDeps, NotifyPolicy

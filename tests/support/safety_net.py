@@ -9,7 +9,8 @@ from pathlib import Path
 from fakes.sandbox import RunningSandbox
 from shared.graph.client import GraphClient
 from shared.graph.throttle import ThrottleGate
-from shared.ingest.pipeline import IngestDeps, ingest_lead_message
+from shared.ingest.consumer import ingest_lead_message
+from shared.ingest.pipeline import IngestDeps
 from shared.messaging.retry import RetryPolicy
 from shared.messaging.sender import QueueSender
 from shared.monitoring.token_state import IntegrationMonitor
