@@ -7,6 +7,7 @@ Every `field_data` name maps to its list of values exactly as sent (unicode inta
 from __future__ import annotations
 
 import re
+from datetime import datetime
 
 from shared.messaging.messages import LeadMessage
 from shared.models.lead import GraphLead, NormalisedLead
@@ -70,4 +71,16 @@ def normalise_lead(lead: GraphLead, message: LeadMessage) -> NormalisedLead:
         phone_number=normalise_phone(_first(fields, "phone_number", "phone", "work_phone_number")),
         fields=fields,
         disclaimers=[d.model_dump() for d in lead.custom_disclaimer_responses],
+        webhook_received_at=webhook_received_at(message),
     )
+
+
+def webhook_received_at(message: LeadMessage) -> datetime | None:
+    """When the webhook took this lead change; None for a polled or reprocessed lead.
+
+    Only a time the message carries counts: `received_at` defaults to the moment a message without
+    one is read, which is not when the webhook received anything.
+    """
+    if message.source != "webhook" or "received_at" not in message.model_fields_set:
+        return None
+    return message.received_at

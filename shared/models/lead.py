@@ -123,3 +123,4 @@ class NormalisedLead(BaseModel):
     phone_number: str | None
     fields: dict[str, list[str]]
     disclaimers: list[dict[str, Any]]
+    webhook_received_at: datetime | None = None  # when our webhook took the change; None unless it came that way

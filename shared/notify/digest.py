@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, tzinfo
 
 from shared.notify.models import DigestData
 from shared.notify.templates import RenderedEmail, render_digest
+from shared.stats import lead_timings
 from shared.store import Store
 
 
@@ -16,7 +17,7 @@ def digest_key(now: datetime) -> str:
 
 
 def build_digest_data(store: Store, period_end: datetime, form_name: Callable[[str], str | None]) -> DigestData:
-    """Every figure of the 24 hours before `period_end` (indexed counts, nothing per lead)."""
+    """Every figure of the 24 hours before `period_end` (indexed counts; the timings read a bounded sample)."""
     start = period_end - timedelta(hours=24)
     by_form = store.stats.leads_by_form(start, period_end)
     labels = [
@@ -26,6 +27,7 @@ def build_digest_data(store: Store, period_end: datetime, form_name: Callable[[s
     poll = store.stats.poll_figures(start, period_end)
     incidents = {kind: value.as_json() for kind, value in store.coordination.incidents().items() if value.open}
     token = store.coordination.get_state("meta_token") or {}
+    timings = lead_timings(store, start, period_end)
     return DigestData(
         period_start=start,
         period_end=period_end,
@@ -42,6 +44,9 @@ def build_digest_data(store: Store, period_end: datetime, form_name: Callable[[s
         open_incidents=incidents,
         leads_per_hour=store.stats.leads_by_hour(start, period_end),
         notifications_sent=store.stats.count_notifications_sent(start, period_end),
+        speed_to_lead=timings.speed_to_lead,
+        webhook_to_stored=timings.webhook_to_stored,
+        not_from_webhook=timings.not_from_webhook,
     )
 
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from shared.timing import Timing
+
 
 @dataclass(frozen=True)
 class LeadSummary:
@@ -49,6 +51,9 @@ class DigestData:
     open_incidents: dict[str, dict[str, Any]]
     leads_per_hour: list[tuple[datetime, int]] = field(default_factory=list)
     notifications_sent: int = 0
+    speed_to_lead: Timing = field(default_factory=Timing)  # Meta's created_time → email accepted
+    webhook_to_stored: Timing = field(default_factory=Timing)  # webhook receipt → lead row committed
+    not_from_webhook: int = 0  # leads stored by polling or reprocess: no webhook time, not in the figure above
 
 
 @dataclass(frozen=True)

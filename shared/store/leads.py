@@ -65,6 +65,7 @@ class StoredLead:
     fields: dict[str, list[str]] = field(metadata={"column": "fields_json"})
     disclaimers: list[dict[str, Any]] = field(metadata={"column": "disclaimers_json"})
     stored_at: datetime
+    webhook_received_at: datetime | None
 
     def ops_view(self) -> dict[str, Any]:
         """The shape of `GET /api/ops/last-leads` (DESIGN.md)."""

@@ -115,6 +115,7 @@ TABLES: dict[str, Table] = {t.name: t for t in (
         required("source", TEXT, 16), optional("email", TEXT, 320), optional("full_name", TEXT, 400),
         optional("phone_number", TEXT, 64), required("fields_json", TEXT), required("disclaimers_json", TEXT),
         required("stored_at", TIME),
+        optional("webhook_received_at", TIME, since=7),  # when the webhook took the change; NULL when polled
     ), ("id",), (("uq_leads_facebook_lead_id", ("facebook_lead_id",)),)),
     Table("raw_leads", (
         SERIAL_ID, required("facebook_lead_id", ID), required("source", TEXT, 16),
@@ -190,6 +191,9 @@ INDEXES: tuple[Index, ...] = (
     Index("ix_leads_stored_at", "leads", ("stored_at",), since=4),
     Index("ix_failed_events_lead", "failed_events", ("facebook_lead_id",), since=5),
     Index("ix_poll_queued_at", "poll_queued", ("queued_at",), since=6),
+    # covers the webhook → stored figure of /api/stats/notifications; webhook leads only
+    Index("ix_leads_webhook_stored", "leads", ("stored_at", "webhook_received_at"),
+          where="webhook_received_at IS NOT NULL", since=7),
 )
 
 COUNT_DUPLICATES = (

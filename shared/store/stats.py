@@ -51,9 +51,22 @@ class _LastTimes:
 
 
 @dataclass(frozen=True)
-class _Latency:
-    sent_at: datetime
+class NotifiedLead:
+    """A lead whose email was accepted: when Meta says it was created, when it was stored, when it was sent."""
+
+    created_time: datetime
     stored_at: datetime
+    sent_at: datetime
+
+
+@dataclass(frozen=True)
+class _Intake:
+    webhook_received_at: datetime
+    stored_at: datetime
+
+
+# Window figures per lead read at most this many rows (the newest), so a long window stays an index range.
+SAMPLE_LIMIT = 10_000
 
 
 HOUR = Sql("substr(created_time, 1, 13)", mssql="CONVERT(CHAR(13), created_time, 126)")  # 'YYYY-MM-DDTHH'
@@ -89,9 +102,19 @@ NOTIFICATION_FIGURES = (
     " COUNT(DISTINCT CASE WHEN group_size > 1 THEN claim_id END)"
     " FROM notification_log WHERE status = 'sent' AND sent_at >= ? AND sent_at < ?"
 )
-LATENCIES = (
-    "SELECT n.sent_at, l.stored_at FROM notification_log n JOIN leads l ON l.facebook_lead_id = n.notification_key"
-    " WHERE n.kind = 'lead' AND n.status = 'sent' AND n.sent_at >= ? AND n.sent_at < ?"
+_NOTIFIED = (
+    "SELECT l.created_time, l.stored_at, n.sent_at FROM notification_log n"
+    " JOIN leads l ON l.facebook_lead_id = n.notification_key"
+    " WHERE n.status = 'sent' AND n.sent_at >= ? AND n.sent_at < ? AND n.kind = 'lead' ORDER BY n.sent_at DESC"
+)
+NOTIFIED_LEADS = Sql(f"{_NOTIFIED} LIMIT ?", mssql=f"{_NOTIFIED} OFFSET 0 ROWS FETCH NEXT ? ROWS ONLY")
+_INTAKE = (  # ix_leads_webhook_stored answers it alone
+    "SELECT webhook_received_at, stored_at FROM leads"
+    " WHERE webhook_received_at IS NOT NULL AND stored_at >= ? AND stored_at < ? ORDER BY stored_at DESC"
+)
+WEBHOOK_INTAKE = Sql(f"{_INTAKE} LIMIT ?", mssql=f"{_INTAKE} OFFSET 0 ROWS FETCH NEXT ? ROWS ONLY")
+COUNT_NOT_FROM_WEBHOOK = (  # ix_leads_source_stored answers it alone
+    "SELECT COUNT(*) FROM leads WHERE source IN ('polling', 'reprocess') AND stored_at >= ? AND stored_at < ?"
 )
 COUNT_OUTBOX_PENDING = "SELECT COUNT(*) FROM notification_outbox WHERE status IN ('pending', 'queued')"
 COUNT_NOTIFICATIONS_FAILED = "SELECT COUNT(*) FROM notification_log WHERE status = 'failed'"
@@ -178,11 +201,31 @@ class StatsStore:
             figures = tx.one(NotificationFigures, NOTIFICATION_FIGURES, (start, end))
         return figures or NotificationFigures(0, 0, 0)
 
-    def notification_latencies(self, start: datetime, end: datetime) -> list[float]:
-        """Seconds from a lead's commit to its email being accepted, for emails sent in the window."""
+    def notification_latencies(self, start: datetime, end: datetime, limit: int = SAMPLE_LIMIT) -> list[float]:
+        """Seconds from a lead's commit to its email being accepted, for the newest `limit` sent in the window."""
+        return [(row.sent_at - row.stored_at).total_seconds() for row in self.notified_leads(start, end, limit)]
+
+    def notified_leads(self, start: datetime, end: datetime, limit: int = SAMPLE_LIMIT) -> list[NotifiedLead]:
+        """The newest `limit` leads whose email was accepted in [start, end), with their three times.
+
+        One row per lead (a grouped email gives one per lead it carried); erased leads are not there.
+        """
         with self._db.read() as tx:
-            rows = tx.all(_Latency, LATENCIES, (start, end))
-        return [(row.sent_at - row.stored_at).total_seconds() for row in rows]
+            return tx.all(NotifiedLead, NOTIFIED_LEADS, (start, end, limit))
+
+    def webhook_to_stored(self, start: datetime, end: datetime, limit: int = SAMPLE_LIMIT) -> list[float]:
+        """Seconds from the webhook receiving a lead to its row committing, for the newest `limit` stored in the window.
+
+        Only leads that came by the webhook have a receive time: polled and reprocessed ones are not
+        here (`count_stored_not_from_webhook` counts them), nor leads stored before it was kept.
+        """
+        with self._db.read() as tx:
+            rows = tx.all(_Intake, WEBHOOK_INTAKE, (start, end, limit))
+        return [(row.stored_at - row.webhook_received_at).total_seconds() for row in rows]
+
+    def count_stored_not_from_webhook(self, start: datetime, end: datetime) -> int:
+        """Leads stored in [start, end) that came by polling or reprocess (they have no webhook receive time)."""
+        return self._count(COUNT_NOT_FROM_WEBHOOK, (start, end))
 
     def count_outbox_pending(self) -> int:
         return self._count(COUNT_OUTBOX_PENDING)

@@ -123,6 +123,10 @@ def test_stats_routes_count_what_happened(storage, graph, tmp_path):
         assert ingestion["duplicates"] == report.duplicate_deliveries
         notifications = get(host, "stats/notifications", hours=24).json()
         assert set(notifications["latency_ms"]) == {"p50", "p95", "p99", "max"}
+        assert notifications["speed_to_lead_ms"]["count"] == 0  # no email is configured here
+        assert notifications["webhook_to_stored_ms"]["count"] == 6
+        assert notifications["webhook_to_stored_ms"]["not_from_webhook"] == 0
+        assert notifications["webhook_to_stored_ms"]["p50"] <= notifications["webhook_to_stored_ms"]["p99"]
         assert get(host, "stats/ingestion", hours="nope").status_code == 400
         assert get(host, "stats/notifications", hours=0).status_code == 400
     finally:

@@ -97,6 +97,24 @@ def test_second_delivery_is_a_duplicate_and_costs_no_graph_call(deps, graph):
     assert graph.sandbox.calls()["lead"] == 1
 
 
+def test_a_webhook_lead_row_keeps_when_the_webhook_received_it_even_after_a_retry(deps, graph, azurite):
+    lead_id = create_lead(graph)
+    graph.sandbox.add_fault("server_error", count=1)
+    deps.policy = RetryPolicy(max_attempts=5, retry_base_seconds=0, retry_max_seconds=60)
+    ingest_lead_message(message_for(lead_id, received_at="2026-11-27T10:00:00.125Z"), deps)
+    [retry] = drain_json(azurite.connection_string, LEADS_QUEUE)
+    assert ingest_lead_message(json.dumps(retry).encode(), deps).outcome == "stored"
+    [row] = stored_rows(deps)
+    assert row["webhook_received_at"] == "2026-11-27T10:00:00.125Z"
+
+
+def test_a_polled_lead_row_has_no_webhook_receive_time(deps, graph):
+    lead_id = create_lead(graph)
+    assert ingest_lead_message(message_for(lead_id, source="polling"), deps).outcome == "stored"
+    [row] = stored_rows(deps)
+    assert row["webhook_received_at"] is None
+
+
 def carrying_answers(lead_id: str, answers: dict[str, Any], **extra: object) -> bytes:
     """A message in the old shape, with the lead's answers in `lead` (queued before ids-only messages)."""
     return json.dumps({**json.loads(message_for(lead_id, **extra)), "lead": answers}).encode()

@@ -173,6 +173,60 @@ def test_window_counts_and_hours(store):
     assert store.stats.count_leads(start, end) == 2
 
 
+def add_from_webhook(store: Store, lead_id: str, received: datetime | None, source: str = "webhook", **extra: Any):
+    lead = normalised(lead_id, source=source, **extra).model_copy(update={"webhook_received_at": received})
+    return store.leads.store_lead(lead, {"leadgen_id": lead_id}, graph_lead_payload(lead_id), notify=True)
+
+
+def send(store: Store, lead_id: str) -> None:
+    assert claim(store, lead_id, f"claim-{lead_id}") == "claimed"
+    store.outbox.begin_send(f"claim-{lead_id}")
+    store.outbox.mark_claim_sent(f"claim-{lead_id}", "lead", [lead_id], f"provider-{lead_id}")
+
+
+def test_each_lead_emailed_in_the_window_gives_its_created_stored_and_sent_times(store):
+    created = int(datetime(2026, 11, 26, 10, 0, tzinfo=UTC).timestamp())
+    for lead_id, at in (("701", created), ("702", created + 30), ("703", created + 60)):
+        add_from_webhook(store, lead_id, None, created=at)
+    send(store, "701")
+    send(store, "702")  # 703 is never sent: not measured
+    window = (datetime.now(UTC) - timedelta(hours=1), datetime.now(UTC) + timedelta(minutes=1))
+    leads = {lead.created_time: lead for lead in store.leads.leads(["701", "702"])}
+    timings = store.stats.notified_leads(*window)
+    assert sorted(t.created_time for t in timings) == sorted(leads)
+    for timing in timings:
+        assert_time(timing.sent_at)
+        assert timing.stored_at == leads[timing.created_time].stored_at
+        assert timing.sent_at >= timing.stored_at >= timing.created_time
+    assert store.stats.notified_leads(window[0] - timedelta(hours=2), window[0]) == []
+
+
+def test_the_emailed_leads_read_are_at_most_the_sample_limit(store):
+    for n in range(3):
+        add_from_webhook(store, f"71{n}", None)
+        send(store, f"71{n}")
+    window = (datetime.now(UTC) - timedelta(hours=1), datetime.now(UTC) + timedelta(minutes=1))
+    assert len(store.stats.notified_leads(*window)) == 3
+    assert len(store.stats.notified_leads(*window, limit=2)) == 2
+    assert len(store.stats.webhook_to_stored(*window, limit=2)) == 0  # none of them has a receive time
+
+
+def test_webhook_to_stored_is_measured_only_for_leads_with_a_webhook_receive_time(store):
+    received = datetime(2026, 11, 26, 10, 0, 0, tzinfo=UTC)
+    add_from_webhook(store, "801", received)
+    add_from_webhook(store, "802", None, source="polling")
+    add_from_webhook(store, "803", None)  # a webhook lead stored before the receive time was kept
+    add_from_webhook(store, "804", None, source="reprocess")
+    window = (datetime.now(UTC) - timedelta(hours=1), datetime.now(UTC) + timedelta(minutes=1))
+    [lead] = store.leads.leads(["801"])
+    assert lead.webhook_received_at == received
+    assert_time(lead.webhook_received_at)
+    assert store.stats.webhook_to_stored(*window) == [(lead.stored_at - received).total_seconds()]
+    assert store.stats.count_stored_not_from_webhook(*window) == 2
+    assert store.stats.webhook_to_stored(window[0] - timedelta(hours=2), window[0]) == []
+    assert store.stats.count_stored_not_from_webhook(window[0] - timedelta(hours=2), window[0]) == 0
+
+
 def test_poll_runs_are_recorded_and_summed(store):
     now = datetime.now(UTC)
     store.coordination.record_poll_run(PollRun("timer", now, now + timedelta(seconds=1), None, None, 2, 10, 3, 3, 5))
@@ -374,3 +428,12 @@ def test_held_lead_ids_are_those_whose_newest_dead_letter_is_open_or_resolved(st
     dead_letter("1004", "open")  # failed again after a reprocess
     asked = ["1001", "1002", "1003", "1004", "1005", *(str(2000 + n) for n in range(600))]
     assert store.failed_events.held_lead_ids(asked) == {"1001", "1002", "1004"}
+
+
+def test_begin_send_answers_the_keys_the_claim_still_holds_in_claim_order(store):
+    for lead_id in ("960", "961", "962"):
+        add(store, lead_id, notify=True)
+    assert claim(store, "960", "grouped") == "claimed"
+    assert store.outbox.claim_group("960", "smtp", "grouped", 10, lambda pending: True) == ["961", "962"]
+    assert store.outbox.begin_send("grouped") == ["960", "961", "962"]
+    assert store.outbox.begin_send("grouped") == []  # already sending: a second caller must not send

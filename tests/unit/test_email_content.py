@@ -15,6 +15,7 @@ from shared.monitoring.incidents import IncidentKind
 from shared.notify.models import AlertData, DigestData, LeadSummary
 from shared.notify.templates import render_alert, render_digest, render_lead_email
 from shared.notify.templates.html import SUBJECT_MAX
+from shared.timing import Timing
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -289,6 +290,26 @@ def test_digest_text_chart_draws_hours_with_hashes():
     assert "09:00 CET | " + "#" * 40 + " 8" in lines
     assert "10:00 CET | " + "#" * 10 + " 2" in lines
     assert "00:00 CET |  0" in lines
+
+
+def test_digest_reports_speed_to_lead_and_webhook_to_stored_percentiles():
+    email = render_digest(
+        digest(
+            speed_to_lead=Timing(count=38, p50_ms=41_500.0, p99_ms=312_000.0, max_ms=900_000.0),
+            webhook_to_stored=Timing(count=37, p50_ms=850.0, p99_ms=2_400.0, max_ms=3_000.0),
+            not_from_webhook=5,
+        ),
+        BERLIN,
+    )
+    assert "Speed to lead (form submitted to email sent): p50 41.5 s, p99 5.2 min (38 leads)" in email.text
+    assert "Webhook to lead stored: p50 850 ms, p99 2.4 s (37 webhook leads; 5 by polling or reprocess)" in email.text
+    assert "p50 41.5 s, p99 5.2 min (38 leads)" in email.html
+
+
+def test_digest_says_when_no_lead_was_measured():
+    text = render_digest(digest(speed_to_lead=Timing(), webhook_to_stored=Timing(), not_from_webhook=5), BERLIN).text
+    assert "Speed to lead (form submitted to email sent): no lead emailed" in text
+    assert "Webhook to lead stored: no webhook lead (5 by polling or reprocess)" in text
 
 
 def test_digest_escapes_form_names():

@@ -85,8 +85,9 @@ def test_no_sqlite_only_syntax_is_in_the_tsql():
 
 
 def test_both_dialects_yield_versions_one_to_the_latest():
-    assert VERSION == 6
-    assert [m.version for m in migrations("sqlite")] == [m.version for m in migrations("mssql")] == [1, 2, 3, 4, 5, 6]
+    assert VERSION == 7
+    versions = [1, 2, 3, 4, 5, 6, 7]
+    assert [m.version for m in migrations("sqlite")] == [m.version for m in migrations("mssql")] == versions
 
 
 def test_a_column_added_later_is_an_alter_table_in_its_own_version():
@@ -113,6 +114,19 @@ def test_the_declaration_is_consistent():
         assert index.since >= TABLES[index.table].since, index.name
         for key in index.columns:
             assert column(index.table, key.removesuffix(" DESC")).since <= index.since, index.name
+
+
+def test_a_lead_keeps_an_optional_webhook_receive_time_that_must_be_a_utc_time(db):
+    insert(db, "leads", facebook_lead_id="1")  # a polled lead has none
+    insert(db, "leads", facebook_lead_id="2", webhook_received_at="2026-11-27T10:00:00.125Z")
+    assert db.execute("SELECT webhook_received_at FROM leads ORDER BY id").fetchall() == [
+        (None,),
+        ("2026-11-27T10:00:00.125Z",),
+    ]
+    for bad in ("2026-11-27 10:00:00", "2026-02-30T10:00:00.000Z", 1790000000):
+        assert "ck_leads_webhook_received_at_type" in refusal(
+            db, "leads", facebook_lead_id="3", webhook_received_at=bad
+        ), bad
 
 
 def test_width_is_the_nvarchar_length_and_none_for_max_or_non_text():
@@ -256,7 +270,7 @@ def test_a_declared_default_fills_an_omitted_column(db):
     assert db.execute("SELECT status FROM failed_events").fetchone() == ("open",)
 
 
-# --- the DDL that created the deployed databases (frozen from shared/store/mssql_schema.py, version 6) ---
+# --- the DDL that created the deployed databases (frozen from shared/store/mssql_schema.py, version 6; 7 added) ---
 
 ID = "NVARCHAR(64)"
 TIME = "DATETIME2(3)"
@@ -427,6 +441,14 @@ LEGACY_TSQL = (
                 queued_at {TIME} NOT NULL
             )""",
             "CREATE INDEX ix_poll_queued_at ON poll_queued (queued_at)",
+        ),
+    ),
+    Migration(  # the webhook's receive time, for the webhook → row committed figure
+        7,
+        (
+            f"ALTER TABLE leads ADD webhook_received_at {TIME} NULL",
+            "CREATE INDEX ix_leads_webhook_stored ON leads (stored_at, webhook_received_at)"
+            " WHERE webhook_received_at IS NOT NULL",
         ),
     ),
 )

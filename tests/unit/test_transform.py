@@ -81,3 +81,26 @@ def test_lead_without_created_time_does_not_validate():
 def test_phone_without_digits_noise_is_kept():
     assert normalise_phone("0612345678") == "0612345678"
     assert normalise_phone("   ") is None
+
+
+def test_a_webhook_lead_keeps_the_time_the_webhook_received_it():
+    received = datetime(2026, 11, 27, 8, 49, 15, 250000, tzinfo=UTC)
+    normalised = normalise_lead(graph_lead([]), message(source="webhook", received_at=received))
+    assert normalised.webhook_received_at == received
+
+
+def test_a_webhook_message_read_from_the_queue_keeps_its_receive_time():
+    sent = message(source="webhook", received_at=datetime(2026, 11, 27, 8, 49, 15, tzinfo=UTC))
+    read = LeadMessage.model_validate_json(sent.to_text())
+    assert normalise_lead(graph_lead([]), read).webhook_received_at == sent.received_at
+
+
+def test_a_polled_or_reprocessed_lead_has_no_webhook_receive_time():
+    received = datetime(2026, 11, 27, 8, 49, 15, tzinfo=UTC)
+    for source in ("polling", "reprocess"):
+        assert normalise_lead(graph_lead([]), message(source=source, received_at=received)).webhook_received_at is None
+
+
+def test_a_message_that_does_not_say_when_the_webhook_received_it_has_no_receive_time():
+    read = LeadMessage.model_validate_json('{"facebook_lead_id": "900", "source": "webhook"}')
+    assert normalise_lead(graph_lead([]), read).webhook_received_at is None

@@ -1,4 +1,4 @@
-"""The daily digest: totals, sources, forms, reconciliation, integration health, open incidents and leads per hour.
+"""The daily digest: totals, speed to lead, sources, forms, reconciliation, health, open incidents, leads per hour.
 
 Works over `DigestData` only. Days and hours are shown in the zone the caller passes; the
 leads-per-hour chart is table cells only (no images, no SVG), each bar proportional to its count,
@@ -29,6 +29,7 @@ from shared.notify.templates.html import (
     time,
     utc,
 )
+from shared.timing import Timing, readable
 
 _BAR_MAX_PX = 300
 _TEXT_BAR_MAX = 40
@@ -49,6 +50,8 @@ def render_digest(data: DigestData, tz: tzinfo) -> RenderedEmail:
         ("Period", f"{time(data.period_start, tz)} to {time(data.period_end, tz)}"),
         ("New leads", str(data.leads_total)),
         ("Emails sent", str(data.notifications_sent)),
+        ("Speed to lead (form submitted to email sent)", _speed_to_lead(data.speed_to_lead)),
+        ("Webhook to lead stored", _webhook_to_stored(data.webhook_to_stored, data.not_from_webhook)),
         ("Duplicates ignored", str(data.duplicates_ignored)),
         ("Dead letters open", _dead_letters(data.dead_letters_open)),
     ]
@@ -103,6 +106,23 @@ def _incident_summary(entry: dict[str, Any], tz: tzinfo) -> str:
     parts = [f"since {iso_time(entry['opened_at'], tz)}"] if entry.get("opened_at") else []
     parts += [f"{key}: {plain(value)}" for key, value in detail.items() if key not in ("open", "opened_at")]
     return "; ".join(parts) or "open"
+
+
+def _percentiles(timing: Timing) -> str:
+    return f"p50 {readable(timing.p50_ms or 0.0)}, p99 {readable(timing.p99_ms or 0.0)}"
+
+
+def _speed_to_lead(timing: Timing) -> str:
+    if not timing.count:
+        return "no lead emailed"
+    return f"{_percentiles(timing)} ({timing.count} lead{'' if timing.count == 1 else 's'})"
+
+
+def _webhook_to_stored(timing: Timing, not_from_webhook: int) -> str:
+    others = f"{not_from_webhook} by polling or reprocess"
+    if not timing.count:
+        return f"no webhook lead ({others})"
+    return f"{_percentiles(timing)} ({timing.count} webhook lead{'' if timing.count == 1 else 's'}; {others})"
 
 
 def _dead_letters(count: int) -> str:
