@@ -5,6 +5,7 @@ from __future__ import annotations
 import azure.functions as func
 
 from shared.ingest.consumer import ingest_lead_message
+from shared.ingest.pipeline import Ingested
 from shared.logs import get_logger, log_context
 from shared.storage.names import LEADS_QUEUE
 from shared.telemetry import continue_trace
@@ -32,4 +33,5 @@ def ingest_lead(msg: func.QueueMessage, context: func.Context) -> None:
             "facebook_lead_id": message.facebook_lead_id if message else None,
             "source": message.source if message else None,
         }
-        log.info("ingest: %s", outcome.outcome, extra={**extra, "attempt": outcome.attempt})
+        timings = outcome.result.dimensions() if isinstance(outcome.result, Ingested) else {}
+        log.info("ingest: %s", outcome.outcome, extra={**extra, "attempt": outcome.attempt, **timings})

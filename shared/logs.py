@@ -55,6 +55,8 @@ DIMENSIONS = frozenset(
         "graph_version",
         "source",
         "latency_ms",
+        "created_to_stored_ms",
+        "webhook_to_stored_ms",
     }
 )
 _context: ContextVar[dict[str, Any]] = ContextVar("log_context", default={})  # noqa: B039 - never mutated

@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -25,7 +26,7 @@ from shared.messaging.messages import LeadMessage
 from shared.messaging.processor import Handled
 from shared.messaging.retry import RetryPolicy
 from shared.messaging.sender import QueueSender
-from shared.models.lead import GraphLead
+from shared.models.lead import GraphLead, NormalisedLead
 from shared.monitoring.token_state import IntegrationMonitor
 from shared.store import Store
 from shared.store.leads import AlreadyStored
@@ -60,15 +61,41 @@ def ingest_lead(message: LeadMessage, deps: IngestDeps) -> Handled:
         deps.monitor.token_ok()
     lead = _graph_lead(raw, lead_id)
     notify = deps.announce is not None
-    outcome = deps.store.leads.store_lead(normalise_lead(lead, message), message.event, raw, detail, notify=notify)
+    normalised = normalise_lead(lead, message)
+    outcome = deps.store.leads.store_lead(normalised, message.event, raw, detail, notify=notify)
     if isinstance(outcome, AlreadyStored):
         return Handled("duplicate")
+    stored = Ingested.timed(normalised, datetime.now(UTC))
     if deps.announce is not None:
         try:
             deps.announce(lead_id)
         except TransientError:  # the outbox row is committed: the outbox flush queues it shortly
             log.warning("ingest: notification left to the outbox flush", extra={"facebook_lead_id": lead_id})
-    return Handled("stored")
+    return stored
+
+
+@dataclass(frozen=True)
+class Ingested(Handled):
+    """A lead stored now, with how long it took to get here (ms; the trigger logs them as dimensions).
+
+    `created_to_stored_ms` runs from Meta's `created_time`; `webhook_to_stored_ms` from our webhook's
+    receipt, None for a polled or reprocessed lead.
+    """
+
+    created_to_stored_ms: int | None = None
+    webhook_to_stored_ms: int | None = None
+
+    @classmethod
+    def timed(cls, lead: NormalisedLead, stored_at: datetime) -> Ingested:
+        received = lead.webhook_received_at
+        return cls(
+            "stored",
+            created_to_stored_ms=round((stored_at - lead.created_time).total_seconds() * 1000),
+            webhook_to_stored_ms=None if received is None else round((stored_at - received).total_seconds() * 1000),
+        )
+
+    def dimensions(self) -> dict[str, int | None]:
+        return {"created_to_stored_ms": self.created_to_stored_ms, "webhook_to_stored_ms": self.webhook_to_stored_ms}
 
 
 def _graph_lead(raw: dict[str, Any], lead_id: str) -> GraphLead:
@@ -84,4 +111,4 @@ def _graph_lead(raw: dict[str, Any], lead_id: str) -> GraphLead:
     return lead
 
 
-__all__ = ["IngestDeps", "ingest_lead"]
+__all__ = ["IngestDeps", "Ingested", "ingest_lead"]

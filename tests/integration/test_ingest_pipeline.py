@@ -6,6 +6,7 @@ import dataclasses
 import json
 import sqlite3
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 from fakes.sandbox import RunningSandbox, SandboxGraph, serve
 from shared.graph.client import GraphClient
 from shared.ingest.consumer import ingest_lead_message
-from shared.ingest.pipeline import IngestDeps
+from shared.ingest.pipeline import IngestDeps, Ingested
 from shared.messaging.messages import LeadMessage
 from shared.messaging.retry import RetryPolicy
 from shared.messaging.sender import QueueSender
@@ -305,3 +306,25 @@ def test_an_id_azure_sql_cannot_take_is_a_dead_letter_whose_reason_quotes_no_dat
     assert "StoreRefused" in (result.reason or "") and "leads.facebook_lead_id" in (result.reason or "")
     [letter] = drain_json(azurite.connection_string, POISON)
     assert too_long not in letter["dead_letter"]["reason"]
+
+
+def test_a_stored_webhook_lead_reports_how_long_it_took_from_meta_and_from_the_webhook(deps, graph):
+    lead_id = create_lead(graph)
+    received = datetime(2026, 11, 27, 10, tzinfo=UTC)
+    result = ingest_lead_message(message_for(lead_id, received_at=received.isoformat()), deps)
+    assert isinstance(result.result, Ingested)
+    dims = result.result.dimensions()
+    [row] = stored_rows(deps)
+    created = datetime.fromisoformat(row["created_time"])
+    assert abs(dims["created_to_stored_ms"] - dims["webhook_to_stored_ms"] - ms(received - created)) <= 1
+    assert dims["webhook_to_stored_ms"] >= ms(datetime.fromisoformat(row["stored_at"]) - received) - 1
+
+
+def test_a_stored_polled_lead_reports_no_webhook_time(deps, graph):
+    result = ingest_lead_message(message_for(create_lead(graph), source="polling"), deps)
+    assert isinstance(result.result, Ingested)
+    assert result.result.webhook_to_stored_ms is None and result.result.created_to_stored_ms is not None
+
+
+def ms(delta: timedelta) -> float:
+    return delta.total_seconds() * 1000
