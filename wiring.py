@@ -10,6 +10,8 @@ failing the process.
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import cached_property, partial
 from zoneinfo import ZoneInfo
@@ -42,14 +44,19 @@ from shared.store.backend import Backend
 
 log = get_logger(__name__)
 
+FORM_NAMES_SECONDS = 60.0  # how long a process keeps the form names it read (the poller refreshes them every 5 min)
+
 
 class Services:
     """Settings plus the clients built from them; thread-safe lazy construction."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
+        self._clock = clock
         self._store: Store | None = None
         self._store_lock = threading.Lock()
+        self._forms: tuple[float, dict[str, object]] | None = None
+        self._forms_lock = threading.Lock()
 
     @property
     def storage(self) -> StorageTarget:
@@ -193,8 +200,16 @@ class Services:
         )
 
     def form_name(self, form_id: str) -> str | None:
-        """A form's name as the poller last saw it (None until then)."""
-        forms = self.store.coordination.get_state("forms") or {}
+        """A form's name as the poller last saw it (None until then).
+
+        The names are read from the store at most once per `FORM_NAMES_SECONDS` per process, not once
+        per lead rendered: a renamed form shows in emails within a minute of the poller seeing it.
+        """
+        with self._forms_lock:
+            now = self._clock()
+            if self._forms is None or now - self._forms[0] >= FORM_NAMES_SECONDS:
+                self._forms = (now, self.store.coordination.get_state("forms") or {})
+            forms = self._forms[1]
         name = forms.get(form_id)
         return str(name) if name else None
 

@@ -41,7 +41,8 @@ def prepare(
     message: NotificationMessage, deps: NotifyDeps, channel: str, stored: list[datetime]
 ) -> Prepared | Handled | LookAgain:
     """Reserve a slot and claim what this email will carry; the result instead when there is nothing to send now."""
-    recipients = _recipients(message, deps)
+    head = _head_lead(message, deps)
+    recipients = _recipients(message, deps, head)
     if not recipients:
         deps.store.outbox.mark_outbox(message.kind, message.key, "skipped")
         return Handled("skipped", "no recipients configured")
@@ -57,7 +58,7 @@ def prepare(
         return LookAgain("in_progress", IN_PROGRESS_RECHECK_SECONDS)
     keys = [message.key]
     try:
-        rendered = _render(message, deps, recipients, channel, claim_id, keys, stored)
+        rendered = _render(message, deps, recipients, channel, claim_id, keys, stored, head)
     except BaseException:
         give_back_slot(deps, claim_id, slot)
         raise
@@ -116,11 +117,12 @@ def _render(
     claim_id: str,
     keys: list[str],
     stored: list[datetime],
+    head: StoredLead | None,
 ) -> RenderedEmail | Handled:
     """The email's content; for a lead, first claim the other pending leads it will carry (into `keys`)."""
     if message.kind == "lead":
         keys += _claim_group(message.key, recipients, deps, channel, claim_id)
-        return _render_leads(keys, deps, stored)
+        return _render_leads(keys, deps, stored, head)
     if message.kind == "alert":
         return _render_alert(message.key, deps)
     if deps.build_digest is None:
@@ -147,15 +149,22 @@ def _cap_wait(message: NotificationMessage, deps: NotifyDeps, now: datetime) -> 
     return delay + (deps.rng or random).uniform(0, horizon)
 
 
-def _recipients(message: NotificationMessage, deps: NotifyDeps) -> tuple[str, ...]:
+def _head_lead(message: NotificationMessage, deps: NotifyDeps) -> StoredLead | None:
+    """The lead a lead notification names, read once for its recipients and its rendering (None otherwise)."""
+    if message.kind != "lead":
+        return None
+    rows = deps.store.leads.leads([message.key])
+    return rows[0] if rows else None
+
+
+def _recipients(message: NotificationMessage, deps: NotifyDeps, head: StoredLead | None) -> tuple[str, ...]:
     if message.kind == "alert":
         return deps.recipients.for_alerts()
     if message.kind == "digest":
         return deps.recipients.for_digest()
-    rows = deps.store.leads.leads([message.key])
-    if not rows:
+    if head is None:
         return deps.recipients.default
-    return deps.recipients.for_lead(rows[0].page_id, rows[0].form_id)
+    return deps.recipients.for_lead(head.page_id, head.form_id)
 
 
 def _claim_group(first: str, recipients: tuple[str, ...], deps: NotifyDeps, channel: str, claim_id: str) -> list[str]:
@@ -167,8 +176,14 @@ def _claim_group(first: str, recipients: tuple[str, ...], deps: NotifyDeps, chan
     return deps.store.outbox.claim_group(first, channel, claim_id, deps.policy.max_group, same_recipients)
 
 
-def _render_leads(keys: list[str], deps: NotifyDeps, stored: list[datetime]) -> RenderedEmail | Handled:
-    rows = {row.facebook_lead_id: row for row in deps.store.leads.leads(keys)}
+def _render_leads(
+    keys: list[str], deps: NotifyDeps, stored: list[datetime], head: StoredLead | None
+) -> RenderedEmail | Handled:
+    """The email of the claimed leads; the head lead was read before its claim, the grouped ones are read here."""
+    rows = {head.facebook_lead_id: head} if head is not None else {}
+    others = [key for key in keys if key not in rows]
+    if others:
+        rows.update((row.facebook_lead_id, row) for row in deps.store.leads.leads(others))
     summaries = []
     for key in keys:
         row = rows.get(key)

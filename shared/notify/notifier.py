@@ -74,7 +74,7 @@ def _handle(message: NotificationMessage, deps: NotifyDeps) -> Handled | LookAga
         return prepared
     email, keys, claim_id, slot = prepared.email, prepared.keys, prepared.claim_id, prepared.slot
     try:
-        held = deps.store.outbox.begin_send(claim_id) and set(deps.store.outbox.claimed_keys(claim_id)) == set(keys)
+        held = set(deps.store.outbox.begin_send(claim_id)) == set(keys)
     except StoreUnavailable:
         release_quietly(deps, claim_id)
         raise

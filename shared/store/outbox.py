@@ -232,13 +232,18 @@ class OutboxStore:
         with self._db.write() as tx:
             return tx.execute(TAKE_OVER, (claim_id,)) > 0
 
-    def begin_send(self, claim_id: str) -> bool:
+    def begin_send(self, claim_id: str) -> list[str]:
         """Mark a claim `sending` right before the provider is called (from here a resend could repeat).
 
-        False when this caller no longer holds the claim (it went stale and was taken over): do not send.
+        Returns the keys the claim holds now that they are `sending`, in claim order, in the same
+        transaction (one round trip instead of a second read): the sender compares them with the
+        keys it rendered. Empty when this caller no longer holds the claim (it went stale and was
+        taken over): do not send.
         """
         with self._db.write() as tx:
-            return tx.execute(BEGIN_SEND, (claim_id,)) > 0
+            if tx.execute(BEGIN_SEND, (claim_id,)) == 0:
+                return []
+            return [row.key for row in tx.all(_Key, CLAIMED_KEYS, (claim_id,))]
 
     def release_claim(self, claim_id: str) -> None:
         """Undo a claim whose email did not go out, so the next attempt can claim again."""

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from devhost.defaults import LOCAL_DEFAULTS
 from fakes.smtp_sink import SmtpSink
 from shared.monitoring.incidents import close_incident, open_incident
 from shared.notify.base import OutgoingEmail
@@ -21,6 +22,7 @@ from shared.notify.outbox import enqueue_notification, flush_outbox
 from shared.notify.recipients import Recipients
 from shared.notify.types import NotifyPolicy
 from shared.ops.reprocess import reprocess
+from shared.settings import load_settings
 from shared.storage.names import NOTIFICATIONS_QUEUE, poison_queue
 from shared.store import Store
 from shared.store.sqlite import SqliteBackend
@@ -36,8 +38,9 @@ from tests.support.notifications import (
     sink,
 )
 from tests.support.queues import message_count, reset_queue
-from tests.support.stores import claim, count_rows
+from tests.support.stores import CountingSqlite, claim, count_rows
 from tests.support.waiting import free_port
+from wiring import Services
 
 LEAD_ID = re.compile(r"\b(9\d{5})\b")
 
@@ -531,3 +534,30 @@ def test_an_email_that_went_out_after_its_claim_was_taken_over_is_recorded_and_a
     assert len(smtp.messages()) == 1
     assert audits(store, "notification_sent_late") == 1
     assert count_rows(store, "notification_outbox", "notification_key = ? AND status = 'sent'", ("901021",)) == 1
+
+
+def test_one_lead_email_takes_six_database_transactions(tmp_path, storage, smtp, clock):
+    backend = CountingSqlite(str(tmp_path / "counted.db"))
+    counted = Store(backend)
+    counted.migrate()
+    deps = notify_deps(counted, storage, smtp.port, clock)
+    store_lead(counted, "900090")
+    announce(counted, deps, "900090")
+    before = backend.transactions
+    assert drain_notifications(deps, storage, clock) == ["sent"]
+    # claim state, the lead, slot + claim, group claim, begin the send (with the keys held), record the send
+    assert backend.transactions - before == 6
+    assert lead_ids_in(smtp.messages()) == ["900090"]
+
+
+def test_form_names_are_read_from_the_store_at_most_once_a_minute_per_process(tmp_path):
+    now = [1000.0]
+    settings = load_settings({**LOCAL_DEFAULTS, "SQLITE_PATH": str(tmp_path / "forms.db")})
+    services = Services(settings, clock=lambda: now[0])
+    services.store.coordination.put_state("forms", {"77": "Solar quote"})
+    assert services.form_name("77") == "Solar quote"
+    services.store.coordination.put_state("forms", {"77": "Heat pump"})
+    now[0] += 59
+    assert services.form_name("77") == "Solar quote"  # the names read a moment ago
+    now[0] += 1
+    assert services.form_name("77") == "Heat pump" and services.form_name("78") is None
