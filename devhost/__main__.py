@@ -1,5 +1,10 @@
 """`python -m devhost`: run the function app locally as `func start` would, without Core Tools.
 
+By default it runs the app the way Flex Consumption scales it: one worker process for the HTTP
+functions, one per queue-triggered function and one for the timers (`devhost.supervisor`), each with
+the Python worker's thread pool (`devhost.worker_pool`). `--single-process` runs everything in this
+process instead, which is easier to debug.
+
 Settings are merged once, before the app is imported: process environment over
 `local.settings.json` `Values` over the embedded local defaults (`devhost.defaults`), written into
 `os.environ`. They are validated with the app's own settings model; a bad one prints its one-line
@@ -28,6 +33,7 @@ from devhost.defaults import LOCAL_DEFAULTS
 from devhost.host import DRAIN_SECONDS, FunctionHost
 from devhost.invocation import StartupError
 from devhost.local_settings import LocalSettingsError, read_local_settings
+from devhost.supervisor import Supervisor, signal_ready, worker_command
 
 log = logging.getLogger("devhost")
 
@@ -91,6 +97,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--app", default="function_app", help="module defining the FunctionApp")
     parser.add_argument("--script-root", default=".", help="folder with the app, host.json, local.settings.json")
     parser.add_argument(
+        "--single-process",
+        action="store_true",
+        help="run every function in this process (easier to debug) instead of one worker process per group",
+    )
+    parser.add_argument("--group", default=None, help=argparse.SUPPRESS)  # a worker of the supervisor
+    parser.add_argument(
         "--stop-timeout",
         type=float,
         default=DRAIN_SECONDS,
@@ -99,8 +111,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _configure_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", stream=sys.stderr)
+def _configure_logging(group: str | None) -> None:
+    where = f"[{group}] " if group else ""
+    logging.basicConfig(level=logging.INFO, format=f"[%(asctime)s] {where}%(message)s", stream=sys.stderr)
     for noisy in ("azure", "urllib3", "waitress.queue"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -108,7 +121,7 @@ def _configure_logging() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the devhost; the exit status is 0 after a clean stop, 2 for bad settings, 1 for startup errors."""
     args = _parse_args(argv)
-    _configure_logging()
+    _configure_logging(args.group)
     root = Path(args.script_root).resolve()
     sys.path[:] = [os.path.abspath(p) if p else os.getcwd() for p in sys.path]
     os.chdir(root)
@@ -125,7 +138,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_SETTINGS
     port = args.port if args.port is not None else (local_port or 7071)
     try:
-        host = FunctionHost(find_app(args.app), read_host_json(root), os.environ, args.host, port, root)
+        host = FunctionHost(find_app(args.app), read_host_json(root), os.environ, args.host, port, root, args.group)
+        if args.group is None and not args.single_process and len(host.groups) > 1:
+            return _supervise(host, argv if argv is not None else sys.argv[1:], args.stop_timeout)
         host.install_signal_handlers()  # a SIGTERM during start-up stops cleanly too
         host.start()
     except StartupError as exc:
@@ -135,10 +150,10 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         print(f"devhost: importing or indexing {args.app} failed (traceback above)", file=sys.stderr)
         return EXIT_STARTUP
-    print("\nFunctions:\n", flush=True)
-    for line in host.describe():
-        print(f"        {line}\n", flush=True)
-    print(f"Host listening on {host.base_url} (Ctrl-C to stop)", flush=True)
+    signal_ready()
+    if args.group is None:
+        _print_functions(host)
+        print(f"Host listening on {host.base_url} (Ctrl-C to stop)", flush=True)
     if not host.serve_forever(args.stop_timeout):
         # An invocation still runs on a pool thread the interpreter would join at exit: do not wait for it.
         logging.shutdown()
@@ -146,6 +161,19 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.flush()
         os._exit(EXIT_DRAIN_TIMEOUT)
     return 0
+
+
+def _print_functions(host: FunctionHost) -> None:
+    print("\nFunctions:\n", flush=True)
+    for line in host.describe():
+        print(f"        {line}\n", flush=True)
+
+
+def _supervise(host: FunctionHost, argv: list[str], stop_timeout: float) -> int:
+    """Run one worker process per group (the default): the app as Flex Consumption scales it."""
+    _print_functions(host)
+    print(f"Workers: {', '.join(host.groups)} (one process each; --single-process runs them in one)", flush=True)
+    return Supervisor(host.groups, worker_command(argv), stop_timeout).run()
 
 
 if __name__ == "__main__":

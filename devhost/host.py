@@ -21,6 +21,7 @@ from typing import Any
 
 import azure.functions as func
 
+from devhost import worker_pool
 from devhost.http import HttpApp, HttpRoute, HttpServer, route_prefix
 from devhost.invocation import HostedFunction, StartupError, is_disabled, resolve_setting_references
 from devhost.ncrontab import Schedule, ScheduleError
@@ -36,13 +37,14 @@ from devhost.queues import (
 from devhost.stop_signal import StopSignal
 from devhost.timers import TimerRunner
 
-__all__ = ["FunctionHost", "StartupError"]
+__all__ = ["FunctionHost", "StartupError", "group_of"]
 
 log = logging.getLogger("devhost")
 
 HTTP_TRIGGER, QUEUE_TRIGGER, TIMER_TRIGGER = "httpTrigger", "queueTrigger", "timerTrigger"
 LEASE_SETTING = "DEVHOST_QUEUE_LEASE_SECONDS"
 DRAIN_SECONDS = 25.0  # after a stop request, in-flight invocations get this long by default
+HTTP_GROUP, TIMERS_GROUP, QUEUE_GROUP_PREFIX = "http", "timers", "queue:"
 
 
 def _hosted(function: func.Function, directory: str) -> HostedFunction:
@@ -89,6 +91,20 @@ def _hosted(function: func.Function, directory: str) -> HostedFunction:
     )
 
 
+def group_of(function: HostedFunction) -> str:
+    """The worker process a function runs in, as Flex Consumption scales them.
+
+    Flex scales the HTTP functions as one group and each queue-triggered function on its own
+    instances; the timers run together (devhost choice: Flex has no timer group, each timer is a
+    singleton across instances).
+    """
+    if function.trigger_type == HTTP_TRIGGER:
+        return HTTP_GROUP
+    if function.trigger_type == QUEUE_TRIGGER:
+        return f"{QUEUE_GROUP_PREFIX}{function.name}"
+    return TIMERS_GROUP
+
+
 def _lease_seconds(environ: Mapping[str, str]) -> int:
     raw = environ.get(LEASE_SETTING)
     if raw is None or raw == "":
@@ -109,12 +125,15 @@ class FunctionHost:
         host: str = "127.0.0.1",
         port: int = 7071,
         script_root: str | os.PathLike[str] = ".",
+        group: str | None = None,
     ) -> None:
         """Read the app's functions (calls `app.get_functions()` once) and validate everything.
 
         Raises `StartupError` naming the function for anything the devhost cannot run exactly
         as Azure would: unsupported triggers or bindings, reserved routes, bad queue names,
-        missing connection settings, malformed schedules or host.json values.
+        missing connection settings, malformed schedules or host.json values, a bad
+        `PYTHON_THREADPOOL_THREAD_COUNT`. With `group` (one of `groups`) it serves only that
+        group's functions, as one worker process of a Flex Consumption app; without, all of them.
         """
         self.host_json: Mapping[str, Any] = host_json or {}
         self.environ: Mapping[str, str] = dict(os.environ if environ is None else environ)
@@ -127,6 +146,16 @@ class FunctionHost:
         self.queue_options = QueueOptions.from_host_json(self.host_json)
         self._lease = _lease_seconds(self.environ)
         self._active = [f for f in self.functions if f.name not in self.disabled]
+        self.groups = list(dict.fromkeys(group_of(f) for f in self._active))
+        if group is not None:
+            if group not in self.groups:
+                raise StartupError(f"no enabled function runs in worker group {group!r} (groups: {self.groups})")
+            self._active = [f for f in self._active if group_of(f) == group]
+        self.group = group
+        try:
+            self.pool = worker_pool.configure(self.environ, group or "all")
+        except ValueError as exc:
+            raise StartupError(str(exc)) from None
         self.routes = [HttpRoute.of(f) for f in self.functions if f.trigger_type == HTTP_TRIGGER]
         # Like the host, a disabled function's listener settings (connection, schedule) are not read.
         self._queues = {f.name: self._queue_plan(f) for f in self._active if f.trigger_type == QUEUE_TRIGGER}
@@ -230,9 +259,12 @@ class FunctionHost:
                 problem = f"function {function.name}: queue {queue_name} is not reachable{hint}: {exc}"
                 raise StartupError(problem) from None
             self._listeners.append(listener)
-        self._server = HttpServer(self._http_app, self.host, self._requested_port)
-        self._server.start()
-        self._log_auth_levels()
+        if self.group in (None, HTTP_GROUP):
+            # The front end accepts more than the worker runs at once; the worker pool is the narrower limit.
+            threads = max(8, self.pool.size)
+            self._server = HttpServer(self._http_app, self.host, self._requested_port, threads)
+            self._server.start()
+            self._log_auth_levels()
         for listener in self._listeners:
             listener.start()
         for function in self._active:
@@ -240,7 +272,9 @@ class FunctionHost:
                 runner = TimerRunner(function, self._schedules[function.name], bool(function.setting("runOnStartup")))
                 self._timers.append(runner)
                 runner.start()
-        log.info("Host started: %d function(s), %d disabled", len(self.functions), len(self.disabled))
+        served = len(self._active) if self.group else len(self.functions)
+        where = f" in worker {self.group}" if self.group else ""
+        log.info("Host started%s: %d function(s), %d disabled", where, served, len(self.disabled))
 
     def _log_auth_levels(self) -> None:
         keyed = [r for r in self.routes if r.function.name not in self.disabled and r.auth_level != "anonymous"]
@@ -273,6 +307,10 @@ class FunctionHost:
             finished = runner.join(deadline) and finished
         if self._server is not None:
             finished = self._server.close(deadline) and finished
+        try:
+            self.pool.write()
+        except OSError:
+            log.warning("worker figures not written to %s", self.pool.stats_file)
         if not finished:
             log.warning("Stopped with invocations still running; unfinished queue messages will reappear")
         if finished:

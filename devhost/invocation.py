@@ -23,6 +23,8 @@ from typing import Any
 import azure.functions as func
 from azure.functions._abc import RetryContext, TraceContext
 
+from devhost import worker_pool
+
 log = logging.getLogger("devhost")
 
 _SETTING = re.compile(r"%([^%\s]+)%")
@@ -125,9 +127,10 @@ def invoke(function: HostedFunction, trigger_value: Any, reason: str) -> Any:
     log.info("Executing 'Functions.%s' (Reason='%s', Id=%s)", function.name, reason, invocation_id)
     started = time.monotonic()
     try:
-        result = function.user_function(**kwargs)
-        if inspect.isawaitable(result):
-            result = asyncio.run(_await(result))
+        with worker_pool.current().slot(function.name):  # the worker's thread pool: beyond it, invocations wait
+            result = function.user_function(**kwargs)
+            if inspect.isawaitable(result):
+                result = asyncio.run(_await(result))
     except BaseException:
         elapsed = round((time.monotonic() - started) * 1000)
         log.exception("Executed 'Functions.%s' (Failed, Id=%s, Duration=%dms)", function.name, invocation_id, elapsed)

@@ -40,7 +40,10 @@ def webhook_url(devhost: DevhostProcess) -> str:
 
 
 def stored_count(db_path: Path) -> int:
+    """Leads stored so far; 0 until the ingestion worker's first lead has migrated the file."""
     with sqlite3.connect(db_path) as conn:
+        if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'leads'").fetchone():
+            return 0
         return int(conn.execute("SELECT COUNT(*) FROM leads").fetchone()[0])
 
 

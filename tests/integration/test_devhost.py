@@ -30,7 +30,10 @@ from devhost.defaults import azurite_connection_string
 from devhost.host import FunctionHost, StartupError
 from devhost.queues import connection_string
 from devhost.routes import RouteError, RouteTemplate
+from devhost.worker_pool import THREAD_COUNT_SETTING as THREADS
+from devhost.worker_pool import thread_count
 from tests.fixtures.devhost_app.function_app import Recorder, build_app
+from tests.support.devhost_process import DevhostProcess
 from tests.support.waiting import free_port, port_open, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -517,3 +520,99 @@ def test_python_m_devhost_exits_2_with_one_line_on_a_bad_setting(queue_name):
     assert process.returncode == 2
     assert stderr.strip().splitlines() == [stderr.strip()]
     assert "FACEBOOK_GRAPH_VERSION" in stderr
+
+
+# -- one worker process per group, as Flex Consumption scales the app ------------------------------
+
+
+def http_get(port: int, path: str) -> bytes:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", path)
+        return connection.getresponse().read()
+    finally:
+        connection.close()
+
+
+def test_each_group_runs_in_its_own_worker_process_and_a_killed_worker_is_replaced(azurite, queue_name, tmp_path):
+    port, log_path = free_port(), tmp_path / "devhost.log"
+    env = {**os.environ, "AzureWebJobsStorage": azurite.connection_string, "TOY_QUEUE_NAME": queue_name}
+    command = [sys.executable, "-m", "devhost", "--script-root", str(TOY_ROOT), "--port", str(port)]
+    with log_path.open("wb") as log:
+        process = spawn_tied(command, cwd=REPO, env=env, stdout=log, stderr=log)
+    running = DevhostProcess(process, port, env, log_path)
+    queue = QueueClient.from_connection_string(
+        azurite.connection_string, queue_name, message_encode_policy=TextBase64EncodePolicy()
+    )
+
+    def executed() -> int:
+        return log_path.read_text().count("[queue:toy_queue] Executing 'Functions.toy_queue'")
+
+    try:
+        wait_until(lambda: port_open(port) or process.poll() is not None, timeout=60, what="the devhost to listen")
+        workers = {group: running.worker_pid(group) for group in ("http", "queue:toy_queue", "timers")}
+        assert None not in workers.values() and len(set(workers.values())) == 3, log_path.read_text()
+        assert int(http_get(port, "/api/pid")) == workers["http"] != process.pid
+
+        queue.send_message("first")
+        wait_until(lambda: executed() == 1, what="the queue worker to process a message")
+        replacement = running.kill_worker("queue:toy_queue")
+        assert replacement != workers["queue:toy_queue"]
+        queue.send_message("second")
+        wait_until(lambda: executed() == 2, what="the replacement worker to process the next message")
+        assert int(http_get(port, "/api/pid")) == workers["http"]  # the other workers were left alone
+    finally:
+        code = running.stop()
+    assert code == 0, log_path.read_text()
+    assert "exited with -9; starting it again" in log_path.read_text()
+
+
+def test_single_process_mode_runs_every_function_in_one_process(azurite, queue_name):
+    port = free_port()
+    environ = {**os.environ, "AzureWebJobsStorage": azurite.connection_string, "TOY_QUEUE_NAME": queue_name}
+    command = [sys.executable, "-m", "devhost", "--script-root", str(TOY_ROOT), "--port", str(port)]
+    process = spawn_tied([*command, "--single-process"], cwd=REPO, env=environ, stdout=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: port_open(port) or process.poll() is not None, timeout=60, what="the devhost to listen")
+        assert int(http_get(port, "/api/pid")) == process.pid
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+
+
+def test_a_worker_runs_at_most_its_thread_pool_of_invocations_at_once(start_toy):
+    toy = start_toy(host_json=toy_host_json(batchSize=8, newBatchThreshold=4), settings={THREADS: "2"})
+    toy.recorder.gate.clear()
+    for _ in range(6):
+        toy.queue.send_message("wait")
+    wait_until(lambda: toy.recorder.running == 2, what="the pool's two threads busy")
+    assert toy.host.pool.size == 2
+    toy.recorder.gate.set()
+    wait_until(lambda: len(toy.recorder.finished) == 6, what="all messages processed")
+    assert toy.recorder.max_running == 2  # 12 were allowed in flight by host.json; the worker ran 2 at a time
+
+
+def test_the_pool_size_follows_the_python_worker_rule():
+    assert thread_count({}, cpus=2) == 6
+    assert thread_count({}, cpus=64) == 32
+    assert thread_count({THREADS: "24"}, cpus=2) == 24
+    with pytest.raises(ValueError, match=THREADS):
+        thread_count({THREADS: "0"})
+
+
+def test_the_app_cpu_is_counted_apart_from_the_host(start_toy, tmp_path):
+    toy = start_toy(settings={"DEVHOST_STATS_DIR": str(tmp_path)})
+    for index in range(3):
+        toy.queue.send_message(f"spin-{index}")
+    wait_until(lambda: len(toy.recorder.finished) == 3, what="three messages processed")
+    toy.host.stop(timeout=10)
+    figures = json.loads((tmp_path / "all.json").read_text())
+    toy_queue = figures["functions"]["toy_queue"]
+    assert toy_queue["invocations"] == 3
+    assert 0 < toy_queue["cpu_seconds"] <= figures["app_cpu_seconds"]  # the timers count too
+    assert figures["host_cpu_seconds"] > 0  # receiving and deleting the messages is the host's work
+
+
+def test_an_unknown_group_fails_startup_naming_the_groups():
+    with pytest.raises(StartupError, match="queue:toy_queue"):
+        FunctionHost(build_app(Recorder(), "toy"), TOY_HOST_JSON, {"AzureWebJobsStorage": "x"}, group="queue:other")

@@ -43,6 +43,32 @@ class DevhostProcess:
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""
 
+    def worker_pid(self, group: str) -> int | None:
+        """The pid of the worker process serving `group` (`http`, `queue:<function>`, `timers`), if one runs."""
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            if parent == self.process.pid and group.encode() in argv and b"--group" in argv:
+                return int(entry.name)
+        return None
+
+    def kill_worker(self, group: str, timeout: float = 60) -> int:
+        """SIGKILL the worker of `group`, as the platform loses an instance; wait until its replacement runs."""
+        old = self.worker_pid(group)
+        if old is None:
+            raise RuntimeError(f"no worker process serves {group}")
+        os.kill(old, signal.SIGKILL)
+        wait_until(lambda: self.worker_pid(group) not in (None, old), timeout=timeout, what=f"a new {group} worker")
+        new = self.worker_pid(group)
+        assert new is not None
+        return new
+
 
 def devhost_env(storage: str, graph_url: str, sqlite_path: str, **overrides: str) -> dict[str, str]:
     """The local defaults pointed at test services; `overrides` win."""
