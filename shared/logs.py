@@ -56,6 +56,7 @@ DIMENSIONS = frozenset(
         "source",
         "latency_ms",
         "created_to_stored_ms",
+        "speed_to_lead_ms",
         "webhook_to_stored_ms",
     }
 )

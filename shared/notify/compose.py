@@ -38,7 +38,7 @@ class Prepared:
 
 
 def prepare(
-    message: NotificationMessage, deps: NotifyDeps, channel: str, stored: list[datetime]
+    message: NotificationMessage, deps: NotifyDeps, channel: str, announced: list[StoredLead]
 ) -> Prepared | Handled | LookAgain:
     """Reserve a slot and claim what this email will carry; the result instead when there is nothing to send now."""
     head = _head_lead(message, deps)
@@ -58,7 +58,7 @@ def prepare(
         return LookAgain("in_progress", IN_PROGRESS_RECHECK_SECONDS)
     keys = [message.key]
     try:
-        rendered = _render(message, deps, recipients, channel, claim_id, keys, stored, head)
+        rendered = _render(message, deps, recipients, channel, claim_id, keys, announced, head)
     except BaseException:
         give_back_slot(deps, claim_id, slot)
         raise
@@ -116,13 +116,13 @@ def _render(
     channel: str,
     claim_id: str,
     keys: list[str],
-    stored: list[datetime],
+    announced: list[StoredLead],
     head: StoredLead | None,
 ) -> RenderedEmail | Handled:
     """The email's content; for a lead, first claim the other pending leads it will carry (into `keys`)."""
     if message.kind == "lead":
         keys += _claim_group(message.key, recipients, deps, channel, claim_id)
-        return _render_leads(keys, deps, stored, head)
+        return _render_leads(keys, deps, announced, head)
     if message.kind == "alert":
         return _render_alert(message.key, deps)
     if deps.build_digest is None:
@@ -177,7 +177,7 @@ def _claim_group(first: str, recipients: tuple[str, ...], deps: NotifyDeps, chan
 
 
 def _render_leads(
-    keys: list[str], deps: NotifyDeps, stored: list[datetime], head: StoredLead | None
+    keys: list[str], deps: NotifyDeps, announced: list[StoredLead], head: StoredLead | None
 ) -> RenderedEmail | Handled:
     """The email of the claimed leads; the head lead was read before its claim, the grouped ones are read here."""
     rows = {head.facebook_lead_id: head} if head is not None else {}
@@ -189,7 +189,7 @@ def _render_leads(
         row = rows.get(key)
         if row is None:
             continue
-        stored.append(row.stored_at)
+        announced.append(row)
         summaries.append(lead_summary(row, deps.form_name(row.form_id) if row.form_id else None))
     if not summaries:
         return Handled("skipped", "lead not stored")

@@ -31,6 +31,7 @@ from shared.notify.compose import Prepared, give_back_slot, prepare, release_qui
 from shared.notify.outbox import mark_sent, record_sent
 from shared.notify.stuck import outcome_unknown, settle_stuck
 from shared.notify.types import IN_PROGRESS_RECHECK_SECONDS, STORE_RECHECK_SECONDS, NotifyDeps, Sent, StoreAway
+from shared.store.leads import StoredLead
 from shared.store.outbox import STALE_CLAIM
 
 log = get_logger(__name__)
@@ -68,8 +69,8 @@ def _handle(message: NotificationMessage, deps: NotifyDeps) -> Handled | LookAga
             if not isinstance(settled, NotificationMessage):
                 return settled
             message = settled
-    stored: list[datetime] = []
-    prepared = prepare(message, deps, channel, stored)
+    announced: list[StoredLead] = []  # the leads the email carries, as rendered
+    prepared = prepare(message, deps, channel, announced)
     if not isinstance(prepared, Prepared):
         return prepared
     email, keys, claim_id, slot = prepared.email, prepared.keys, prepared.claim_id, prepared.slot
@@ -91,8 +92,13 @@ def _handle(message: NotificationMessage, deps: NotifyDeps) -> Handled | LookAga
         _give_back(message, deps, channel, claim_id, exc)
         raise
     record_sent(deps, message, claim_id, keys, provider_id)
-    latency = None if not stored else round((datetime.now(UTC) - min(stored)).total_seconds() * 1000)
+    now = datetime.now(UTC)
+    latency = None if not announced else round((now - min(row.stored_at for row in announced)).total_seconds() * 1000)
+    # Per lead, Meta's created_time to the provider's acceptance: docs/queries.kql 13 (no lead data, durations only).
+    speed = [round((now - row.created_time).total_seconds() * 1000) for row in announced]
     dims = {"stage": "notify", "outcome": "sent", "kind": message.kind, "leads": len(keys), "latency_ms": latency}
+    if speed:
+        dims["speed_to_lead_ms"] = speed
     log.info("notify: sent", extra=dims)
     return Sent("sent", emails=1, leads=len(keys) if message.kind == "lead" else 0)
 

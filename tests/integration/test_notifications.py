@@ -111,6 +111,20 @@ def test_one_lead_gives_one_email_with_every_field(store, storage, smtp, clock):
     assert "900001" in text and "solar" in html
 
 
+def test_the_sent_record_carries_each_leads_speed_to_lead_and_no_lead_data(store, storage, smtp, clock, caplog):
+    deps = notify_deps(store, storage, smtp.port, clock)
+    created = int(datetime.now(UTC).timestamp()) - 90
+    for lead_id in ("900101", "900102"):
+        store_lead(store, lead_id, created=created)
+        announce(store, deps, lead_id)
+    with caplog.at_level("INFO", logger="shared.notify.notifier"):
+        drain_notifications(deps, storage, clock)
+    [sent] = [r for r in caplog.records if r.getMessage().startswith("notify: sent")]
+    speeds = sent.speed_to_lead_ms  # type: ignore[attr-defined]
+    assert len(speeds) == 2 and all(90_000 <= ms < 90_000 + 120_000 for ms in speeds)  # one per lead in the email
+    assert "Zoë" not in sent.getMessage() and "example.com" not in sent.getMessage()
+
+
 def test_same_lead_delivered_three_times_and_reprocessed_still_sends_one_email(store, storage, smtp, clock):
     deps = notify_deps(store, storage, smtp.port, clock)
     store_lead(store, "900002")
