@@ -63,12 +63,15 @@ typecheck: install
 
 ## Benchmarks: each prints its figures and a reference measured in the same run.
 bench: install
+	$(PY) -m bench.speed_to_lead
 	$(PY) -m bench.webhook_latency
 	$(PY) -m bench.end_to_end
 	$(PY) -m bench.notify_latency
 	$(PY) -m bench.cold_start
 	$(PY) -m bench.store_scale
 	$(PY) -m bench.reconcile
+	$(PY) -m bench.ops_per_lead
+	$(PY) -m bench.client_cpu
 
 ## 10,000 leads through the devhost while faults are injected; fails if any lead is lost or emailed twice.
 soak: install

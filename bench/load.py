@@ -219,7 +219,25 @@ def sandbox_webhooks(
 
 
 def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) the process has used so far, from `/proc/<pid>/stat` (Linux)."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time (user + system) the process and its descendants have used so far, from `/proc` (Linux).
+
+    The devhost runs a worker process per function group: they count with it, and so do workers
+    that already exited and were reaped (their time is in the parent's `cutime`/`cstime`).
+    """
+    stats: dict[int, list[str]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", encoding="ascii") as stat:
+                    stats[int(entry)] = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, fields in stats.items():
+            if int(fields[1]) == parent and child not in tree:
+                tree.add(child)
+                frontier.append(child)
+    ticks = sum(sum(int(f) for f in stats[p][11:15]) for p in tree if p in stats)
+    return ticks / os.sysconf("SC_CLK_TCK")

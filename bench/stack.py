@@ -42,9 +42,19 @@ class Stack:
 
 @contextmanager
 def local_stack(**settings: str) -> Iterator[Stack]:
-    """Everything on 127.0.0.1, stopped at the end; `settings` override the devhost's environment."""
+    """Everything on 127.0.0.1, stopped at the end; `settings` override the devhost's environment.
+
+    Each devhost worker process writes its CPU figures (`devhost/worker_pool.py`) into `<workdir>/stats`.
+    """
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
-    overrides = {"EMAIL_SENDER": "smtp", "SMTP_HOST": "127.0.0.1", "SMTP_STARTTLS": "false", **settings}
+    (workdir / "stats").mkdir()
+    overrides = {
+        "EMAIL_SENDER": "smtp",
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_STARTTLS": "false",
+        "DEVHOST_STATS_DIR": str(workdir / "stats"),
+        **settings,
+    }
     azurite = start_azurite(str(workdir / "azurite"))
     graph = serve(SandboxGraph([TOKEN], page_ids=[PAGE], app_secret=SECRET, subscribed=True))
     mail = SmtpSink(workdir / "mail", "127.0.0.1", 0)
