@@ -30,7 +30,7 @@ from typing import Any
 import azure.functions as func
 
 from devhost.defaults import LOCAL_DEFAULTS
-from devhost.host import DRAIN_SECONDS, FunctionHost
+from devhost.host import DRAIN_SECONDS, HTTP_GROUP, FunctionHost
 from devhost.invocation import StartupError
 from devhost.local_settings import LocalSettingsError, read_local_settings
 from devhost.supervisor import Supervisor, signal_ready, worker_command
@@ -40,6 +40,7 @@ log = logging.getLogger("devhost")
 EXIT_SETTINGS = 2
 EXIT_STARTUP = 1
 EXIT_DRAIN_TIMEOUT = 3
+BACKGROUND_NICE_SETTING = "DEVHOST_BACKGROUND_NICE"
 
 
 def merge_settings(local_values: Mapping[str, str], environ: Mapping[str, str]) -> dict[str, str]:
@@ -137,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         print(problem, file=sys.stderr)
         return EXIT_SETTINGS
     port = args.port if args.port is not None else (local_port or 7071)
+    if args.group not in (None, HTTP_GROUP):
+        _lower_priority(os.environ.get(BACKGROUND_NICE_SETTING, ""))
     try:
         host = FunctionHost(find_app(args.app), read_host_json(root), os.environ, args.host, port, root, args.group)
         if args.group is None and not args.single_process and len(host.groups) > 1:
@@ -161,6 +164,16 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.flush()
         os._exit(EXIT_DRAIN_TIMEOUT)
     return 0
+
+
+def _lower_priority(raw: str) -> None:
+    """`DEVHOST_BACKGROUND_NICE=N`: run this (queue or timer) worker N nice levels lower than the HTTP worker.
+
+    On one small machine this stands in for Flex Consumption's separate instances, where ingestion
+    never takes CPU from the webhook; the benchmarks say when they use it. Off (0) by default.
+    """
+    if raw.strip().isdigit() and int(raw) > 0:
+        os.nice(min(int(raw), 19))
 
 
 def _print_functions(host: FunctionHost) -> None:

@@ -123,7 +123,17 @@ def configure(environ: Mapping[str, str], group: str = "all") -> WorkerPool:
     folder = environ.get(STATS_DIR_SETTING, "").strip()
     stats_file = Path(folder) / f"{group.replace(':', '-')}.json" if folder else None
     _pool = WorkerPool(thread_count(environ), group, stats_file)
+    if stats_file is not None:
+        threading.Thread(target=_write_every_second, args=(_pool,), name="devhost-stats", daemon=True).start()
     return _pool
+
+
+def _write_every_second(pool: WorkerPool) -> None:
+    """Keep the figures file fresh even when no invocation ends (a reader sees at most a second's lag)."""
+    while _pool is pool:
+        time.sleep(1.0)
+        with suppress(OSError):
+            pool.write()
 
 
 def current() -> WorkerPool:
