@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.store import Store
-from shared.store.leads import iso_utc
+from shared.store.backend import iso_utc
 from shared.timing import Timing, percentile
 
 SOURCES = ("webhook", "polling", "reprocess")

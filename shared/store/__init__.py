@@ -1,7 +1,7 @@
 """Lead storage: capability stores over one schema (`schema.py`) and a slim backend (SQLite or Azure SQL).
 
 `Store` is only their composition: `store.leads`, `store.outbox`, `store.coordination`,
-`store.failed_events`, `store.stats`, plus `migrate`, `ping` and the audit log.
+`store.failed_events`, `store.stats`, `store.deliveries`, plus `migrate`, `ping` and the audit log.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from shared.store.audit import write_audit
 from shared.store.backend import Backend
 from shared.store.coordination import CoordinationStore
 from shared.store.database import Database
+from shared.store.deliveries import DeliveryRouting, DeliveryStore
 from shared.store.failed_events import FailedEventStore
 from shared.store.leads import LeadsStore
 from shared.store.outbox import OutboxStore
@@ -23,12 +24,16 @@ from shared.store.stats import StatsStore
 class Store:
     """The agent's storage over one backend, split by capability."""
 
-    def __init__(self, backend: Backend, migrate_on_first_use: bool = False) -> None:
+    def __init__(
+        self, backend: Backend, migrate_on_first_use: bool = False, routing: DeliveryRouting | None = None
+    ) -> None:
+        """`routing`: the destinations a stored lead, an alert and a stage are delivered to (none by default)."""
         self.backend = backend
         self.db = Database(backend, migrate_on_first_use)
-        self.leads = LeadsStore(self.db)
+        self.leads = LeadsStore(self.db, routing)
         self.outbox = OutboxStore(self.db)
-        self.coordination = CoordinationStore(self.db)
+        self.coordination = CoordinationStore(self.db, routing)
+        self.deliveries = DeliveryStore(self.db, routing)
         self.failed_events = FailedEventStore(self.db)
         self.stats = StatsStore(self.db)
 

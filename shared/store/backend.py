@@ -239,6 +239,11 @@ def _to_str(value: Any) -> str:
     raise TypeError(f"not a text value: {type(value).__name__}")
 
 
+def iso_utc(value: datetime) -> str:
+    """ISO 8601 in UTC with a `Z`: `2026-11-27T12:00:00Z`."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 

@@ -13,9 +13,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.store.audit import write_audit
-from shared.store.backend import ID_CHUNK, DuplicateKey, Tx
+from shared.store.backend import ID_CHUNK, DuplicateKey, Tx, iso_utc
 from shared.store.database import Database
-from shared.store.leads import INSERT_OUTBOX, ids_found, iso_utc
+from shared.store.deliveries import DeliveryRouting, add_deliveries
+from shared.store.leads import INSERT_OUTBOX, ids_found
 
 
 @dataclass(frozen=True)
@@ -89,8 +90,9 @@ INSERT_POLL_RUN = (
 class CoordinationStore:
     """State, leases, incidents and the poller's records."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, routing: DeliveryRouting | None = None) -> None:
         self._db = db
+        self._chat = (routing or DeliveryRouting()).alert  # where an alert goes besides email
 
     def open_incident(self, kind: str, detail: dict[str, Any]) -> bool:
         """Mark incident `kind` open; True only for the one caller that made the transition.
@@ -111,7 +113,7 @@ class CoordinationStore:
                     pass  # open already: someone else raised it
             if opened:
                 write_audit(tx, "incident_opened", None, None, {"kind": kind, **detail}, now)
-                _add_alert(tx, kind, True, now, detail)
+                _add_alert(tx, kind, True, now, detail, self._chat)
         return opened
 
     def resolve_incident(self, kind: str, detail: dict[str, Any] | None = None) -> bool:
@@ -121,7 +123,7 @@ class CoordinationStore:
             resolved = tx.execute(RESOLVE_INCIDENT, (now, kind)) > 0
             if resolved:
                 write_audit(tx, "incident_resolved", None, None, {"kind": kind, **(detail or {})}, now)
-                _add_alert(tx, kind, False, now, detail or {})
+                _add_alert(tx, kind, False, now, detail or {}, self._chat)
         return resolved
 
     def incidents(self) -> dict[str, Incident]:
@@ -205,9 +207,10 @@ class CoordinationStore:
             )
 
 
-def _add_alert(tx: Tx, kind: str, opened: bool, at: datetime, detail: dict[str, Any]) -> None:
-    """The alert email's outbox row; its payload is plain JSON (the time as ISO 8601, never an engine value)."""
+def _add_alert(tx: Tx, kind: str, opened: bool, at: datetime, detail: dict[str, Any], chat: Sequence[str] = ()) -> None:
+    """The alert email's outbox row and its chat deliveries; the payload is plain JSON (time as ISO 8601)."""
     stamp = at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     alert = {"kind": kind, "opened": opened, "at": stamp, "detail": detail}
     key = f"{kind}:{stamp}:{'opened' if opened else 'resolved'}"
     tx.execute(INSERT_OUTBOX, ("alert", key, json.dumps(alert, ensure_ascii=False, default=str), at))
+    add_deliveries(tx, chat, "alert", key, alert, at)

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.store.audit import write_audit
-from shared.store.backend import DuplicateKey, Sql, columns, fit_text
+from shared.store.backend import DuplicateKey, Sql, columns, fit_text, iso_utc
 from shared.store.database import Database
-from shared.store.leads import ids_found, iso_utc
+from shared.store.leads import ids_found
 from shared.store.schema import width
 
 

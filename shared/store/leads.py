@@ -20,8 +20,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.store.audit import write_audit
-from shared.store.backend import ID_CHUNK, DuplicateKey, Sql, Tx, columns, fit_text
+from shared.store.backend import ID_CHUNK, DuplicateKey, Sql, Tx, columns, fit_text, iso_utc
 from shared.store.database import Database
+from shared.store.deliveries import DeliveryRouting, add_deliveries
 from shared.store.schema import width
 
 
@@ -149,16 +150,12 @@ ERASE = (
 INSERT_ERASURE = "INSERT INTO erased_leads (facebook_lead_id, erased_at) VALUES (?, ?)"
 
 
-def iso_utc(value: datetime) -> str:
-    """ISO 8601 in UTC with a `Z`: `2026-11-27T12:00:00Z`."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 class LeadsStore:
     """store_lead, has_lead, erase, and the lead read back for the ops routes, emails and reprocess."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, routing: DeliveryRouting | None = None) -> None:
         self._db = db
+        self._routing = routing or DeliveryRouting()
 
     def store_lead(
         self,
@@ -189,6 +186,8 @@ class LeadsStore:
             _bump(tx, f"source:{lead.source}")
             if notify:  # the outbox row commits with the lead: no lead is left unannounced
                 tx.execute(INSERT_OUTBOX, ("lead", lead.facebook_lead_id, None, now))
+            # and so do its deliveries to the team's endpoints and chats (built from the row when sent)
+            add_deliveries(tx, self._routing.lead, "lead", lead.facebook_lead_id, None, now)
         return Stored(lead.facebook_lead_id)
 
     def record_duplicate(self, facebook_lead_id: str, source: str, detail: dict[str, Any] | None = None) -> None:

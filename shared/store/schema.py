@@ -171,6 +171,19 @@ TABLES: dict[str, Table] = {t.name: t for t in (
     Table("poll_queued", (
         required("facebook_lead_id", ID), required("queued_at", TIME),
     ), ("facebook_lead_id",), since=6),
+    Table("deliveries", (
+        SERIAL_ID, required("delivery_key", TEXT, 300), required("destination", TEXT, 64),
+        required("kind", TEXT, 16), required("subject", TEXT, 200), required("webhook_id", TEXT, 64),
+        optional("payload", TEXT),
+        required("status", TEXT, 16, default="'pending'", default_name="df_deliveries_status"),
+        required("attempts", INT, default="0", default_name="df_deliveries_attempts"),
+        required("created_at", TIME), required("due_at", TIME), optional("queued_at", TIME),
+        optional("claim_id", TEXT, 64), optional("claimed_at", TIME), optional("delivered_at", TIME),
+        optional("last_status", INT), optional("last_error", TEXT, 500),
+    ), ("id",), (("uq_deliveries_key", ("delivery_key",)),), since=8),
+    Table("lead_stages", (
+        SERIAL_ID, required("facebook_lead_id", ID), required("stage", TEXT, 100), required("recorded_at", TIME),
+    ), ("id",), (("uq_lead_stages", ("facebook_lead_id", "stage")),), since=8),
 )}
 
 INDEXES: tuple[Index, ...] = (
@@ -194,6 +207,8 @@ INDEXES: tuple[Index, ...] = (
     # covers the webhook → stored figure of /api/stats/notifications; webhook leads only
     Index("ix_leads_webhook_stored", "leads", ("stored_at", "webhook_received_at"),
           where="webhook_received_at IS NOT NULL", since=7),
+    Index("ix_deliveries_status_due", "deliveries", ("status", "due_at"), since=8),
+    Index("ix_deliveries_subject", "deliveries", ("subject",), since=8),
 )
 
 COUNT_DUPLICATES = (

@@ -85,8 +85,8 @@ def test_no_sqlite_only_syntax_is_in_the_tsql():
 
 
 def test_both_dialects_yield_versions_one_to_the_latest():
-    assert VERSION == 7
-    versions = [1, 2, 3, 4, 5, 6, 7]
+    assert VERSION == 8
+    versions = [1, 2, 3, 4, 5, 6, 7, 8]
     assert [m.version for m in migrations("sqlite")] == [m.version for m in migrations("mssql")] == versions
 
 
@@ -449,6 +449,39 @@ LEGACY_TSQL = (
             f"ALTER TABLE leads ADD webhook_received_at {TIME} NULL",
             "CREATE INDEX ix_leads_webhook_stored ON leads (stored_at, webhook_received_at)"
             " WHERE webhook_received_at IS NOT NULL",
+        ),
+    ),
+    Migration(  # deliveries beyond email (signed webhooks, Slack, Teams, Conversions API) and lead stages
+        8,
+        (
+            f"""CREATE TABLE deliveries (
+                id BIGINT IDENTITY(1,1) NOT NULL CONSTRAINT pk_deliveries PRIMARY KEY,
+                delivery_key NVARCHAR(300) NOT NULL CONSTRAINT uq_deliveries_key UNIQUE,
+                destination NVARCHAR(64) NOT NULL,
+                kind NVARCHAR(16) NOT NULL,
+                subject NVARCHAR(200) NOT NULL,
+                webhook_id NVARCHAR(64) NOT NULL,
+                payload NVARCHAR(MAX) NULL,
+                status NVARCHAR(16) NOT NULL CONSTRAINT df_deliveries_status DEFAULT 'pending',
+                attempts INT NOT NULL CONSTRAINT df_deliveries_attempts DEFAULT 0,
+                created_at {TIME} NOT NULL,
+                due_at {TIME} NOT NULL,
+                queued_at {TIME} NULL,
+                claim_id NVARCHAR(64) NULL,
+                claimed_at {TIME} NULL,
+                delivered_at {TIME} NULL,
+                last_status INT NULL,
+                last_error NVARCHAR(500) NULL
+            )""",
+            f"""CREATE TABLE lead_stages (
+                id BIGINT IDENTITY(1,1) NOT NULL CONSTRAINT pk_lead_stages PRIMARY KEY,
+                facebook_lead_id {ID} NOT NULL,
+                stage NVARCHAR(100) NOT NULL,
+                recorded_at {TIME} NOT NULL,
+                CONSTRAINT uq_lead_stages UNIQUE (facebook_lead_id, stage)
+            )""",
+            "CREATE INDEX ix_deliveries_status_due ON deliveries (status, due_at)",
+            "CREATE INDEX ix_deliveries_subject ON deliveries (subject)",
         ),
     ),
 )
