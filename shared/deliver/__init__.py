@@ -1,0 +1,1 @@
+"""Delivering leads and alerts beyond email: signed webhooks, Slack, Teams, Meta's Conversions API."""
