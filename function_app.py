@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from functions import health, ingest, notify, openapi, ops, poller, stats, webhook
+from functions import deliver, health, ingest, notify, openapi, ops, poller, stats, webhook
 from shared.telemetry import setup_telemetry
 
 # OpenTelemetry to Application Insights when its two settings ask for it; otherwise it imports nothing.
@@ -19,3 +19,4 @@ app.register_functions(stats.bp)
 app.register_functions(openapi.bp)
 app.register_functions(poller.bp)
 app.register_functions(notify.bp)
+app.register_functions(deliver.bp)

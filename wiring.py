@@ -9,6 +9,7 @@ failing the process.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -16,6 +17,9 @@ from datetime import UTC, datetime, timedelta
 from functools import cached_property, partial
 from zoneinfo import ZoneInfo
 
+from shared.deliver.consumer import enqueue_lead_deliveries
+from shared.deliver.deliver import DeliverDeps
+from shared.deliver.destinations import Destinations, destinations_from
 from shared.graph.client import GraphClient
 from shared.graph.throttle import ThrottleGate
 from shared.ingest.pipeline import IngestDeps
@@ -127,7 +131,7 @@ class Services:
         """
         with self._store_lock:
             if self._store is None:
-                self._store = Store(self._backend(), migrate_on_first_use=True)
+                self._store = Store(self._backend(), migrate_on_first_use=True, routing=self.destinations.routing)
             return self._store
 
     def _backend(self) -> Backend:
@@ -148,6 +152,35 @@ class Services:
 
         return SqliteBackend(settings.sqlite_path, settings.store_timeout_seconds)
 
+    @cached_property
+    def destinations(self) -> Destinations:
+        """Webhooks, Slack, Teams and the Conversions API, as the settings configure them."""
+        return destinations_from(self.settings, self.secrets.get)
+
+    def deliver_deps(self) -> DeliverDeps:
+        """What one delivery needs: the destinations, the ladder, the signing secret, the Graph client for Meta."""
+        settings = self.settings
+        return DeliverDeps(
+            store=self.store,
+            queues=self.sender,
+            destinations=self.destinations,
+            policy=RetryPolicy(
+                settings.ingest_max_attempts,
+                settings.retry_base_seconds,
+                settings.retry_max_seconds,
+                settings.paused_retry_seconds,
+            ),
+            ladder=settings.delivery_retry_seconds,
+            send_events=self.send_conversion_events,
+            webhook_secret=lambda: self.secrets.get("LEAD_WEBHOOK_SECRET"),
+            form_name=self.form_name,
+            timeout=settings.delivery_timeout_seconds,
+        )
+
+    def send_conversion_events(self, dataset_id: str, events: list[dict[str, object]]) -> None:
+        """Meta's Conversions API: `POST /{dataset_id}/events`, the events in the form body."""
+        self.graph.request("POST", f"{dataset_id}/events", form={"data": json.dumps(events)})
+
     def ingest_deps(self) -> IngestDeps:
         settings = self.settings
         return IngestDeps(
@@ -163,6 +196,10 @@ class Services:
             monitor=self.monitor,
             # The instant email of a lead just stored (its outbox row is already committed).
             announce=partial(enqueue_notification, self.sender, self.store, "lead") if self.emails_sent else None,
+            # The deliveries its row got in the same transaction (webhooks, chats), queued right after.
+            deliver=partial(enqueue_lead_deliveries, self.sender, self.store)
+            if self.destinations.routing.lead
+            else None,
         )
 
     @property
@@ -172,7 +209,10 @@ class Services:
 
     def outbox(self) -> Outbox:
         """What the outbox flush and the daily digest timers work on."""
-        return Outbox(self.store, self.sender, enabled=self.emails_sent, idle=self.idle)
+        delivering = any(
+            (self.destinations.routing.lead, self.destinations.routing.alert, self.destinations.routing.stage)
+        )
+        return Outbox(self.store, self.sender, enabled=self.emails_sent, idle=self.idle, delivering=delivering)
 
     @cached_property
     def email_sender(self) -> EmailSender:

@@ -7,6 +7,7 @@ import azure.functions as func
 from functions.guard import rate_limited
 from functions.responses import answers_errors, json_response
 from shared.ops.dead_letters import list_failed_events
+from shared.ops.deliveries import list_deliveries, record_stage, replay_delivery
 from shared.ops.leads import erase_lead, last_leads
 from shared.ops.reprocess import reprocess
 from shared.poller.reconcile import reconcile_window
@@ -17,6 +18,7 @@ bp = func.Blueprint()
 MAX_LAST_LEADS = 100
 MAX_FAILED_EVENTS = 500
 MAX_RECONCILE_HOURS = 90 * 24
+MAX_DELIVERIES = 500
 
 
 @bp.function_name("ops_last_leads")
@@ -92,3 +94,42 @@ def ops_erase_lead(req: func.HttpRequest) -> func.HttpResponse:
     if not (lead_id.isascii() and lead_id.isdigit()) or len(lead_id) > 32:
         return json_response({"error": "a lead id is digits only"}, 404)
     return json_response(erase_lead(get_services().store, lead_id))
+
+
+@bp.function_name("ops_deliveries")
+@bp.route(route="ops/deliveries", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@rate_limited("ops")
+@answers_errors
+def ops_deliveries(req: func.HttpRequest) -> func.HttpResponse:
+    """`{"deliveries": [...]}` newest first; `status` pending|delivering|delivered|failed (all when absent)."""
+    raw = req.params.get("limit", "100")
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_DELIVERIES:
+        return json_response({"error": f"limit must be a whole number from 1 to {MAX_DELIVERIES}"}, 400)
+    deliveries = list_deliveries(get_services().store, req.params.get("status"), int(raw))
+    return json_response({"deliveries": deliveries})
+
+
+@bp.function_name("ops_replay_delivery")
+@bp.route(route="ops/deliveries/{id}/replay", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@rate_limited("ops")
+@answers_errors
+def ops_replay_delivery(req: func.HttpRequest) -> func.HttpResponse:
+    """Send a delivery again with the same `webhook-id`: 202, 404 or 409 (being sent right now)."""
+    services = get_services()
+    return json_response({"queued": replay_delivery(services.store, services.sender, req.route_params["id"])}, 202)
+
+
+@bp.function_name("ops_lead_stage")
+@bp.route(route="ops/leads/{facebook_lead_id}/stage", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@rate_limited("ops")
+@answers_errors
+def ops_lead_stage(req: func.HttpRequest) -> func.HttpResponse:
+    """Record `{"stage": "qualified"}` for a stored lead and send Meta its Conversions API event once: 202."""
+    try:
+        body = req.get_json()
+    except ValueError:
+        return json_response({"error": 'the body must be JSON like {"stage": "qualified"}'}, 400)
+    stage = body.get("stage") if isinstance(body, dict) else None
+    services = get_services()
+    lead_id = req.route_params.get("facebook_lead_id", "")
+    return json_response(record_stage(services.store, services.sender, lead_id, stage), 202)

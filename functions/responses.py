@@ -62,6 +62,7 @@ EXCEPTION_HANDLERS: dict[type[Exception], ErrorHandler] = {
     SignatureInvalid: _signature_invalid,
     NotFound: _refused(404),
     NotReplayable: _refused(409),
+    OpsRefused: _refused(400),  # the request itself is wrong (a bad status, a malformed stage)
 }
 
 

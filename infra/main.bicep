@@ -126,6 +126,26 @@ param alertEmailTo string = ''
 @description('IANA time zone of lead times in emails.')
 param notifyTimezone string = 'UTC'
 
+@description('Comma-separated HTTPS endpoints (your CRM, Make, n8n …) that get each lead as a signed Standard Webhooks POST. Put the whsec_ secret in Key Vault as lead-webhook-secret.')
+param leadWebhookUrls string = ''
+
+@description('Post to Slack: true once the incoming-webhook URL is in Key Vault as slack-webhook-url.')
+param slackWebhook bool = false
+
+@description('Post to Teams (a Workflows webhook): true once its URL is in Key Vault as teams-webhook-url.')
+param teamsWebhook bool = false
+
+@description('What goes to Slack and Teams: leads, alerts or both.')
+@allowed([
+  'leads'
+  'alerts'
+  'both'
+])
+param chatEvents string = 'both'
+
+@description('Meta dataset (CRM pixel) id for Conversions API stage events; empty: stages are only recorded.')
+param metaDatasetId string = ''
+
 @description('ACS data location; the email service and the communication service share it.')
 param acsDataLocation string = 'United States'
 
@@ -349,6 +369,11 @@ module functionApp 'modules/functionapp.bicep' = {
     idleAfterMinutes: sqlSkuName == 'GP_S_Gen5' && sqlAutoPauseDelayMinutes > 0 ? 15 : 0
     idleSqlEveryMinutes: max(180, sqlAutoPauseDelayMinutes * 3)
     notifyTimezone: notifyTimezone
+    leadWebhookUrls: leadWebhookUrls
+    slackWebhook: slackWebhook
+    teamsWebhook: teamsWebhook
+    chatEvents: chatEvents
+    metaDatasetId: metaDatasetId
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
     alwaysReadyHttpInstances: alwaysReadyHttpInstances

@@ -1,4 +1,5 @@
-"""Secrets: the Meta app secret(s), verify token and access token, from app settings or Key Vault.
+"""Secrets: the Meta app secret(s), verify token and access token, the outbound webhook secret and chat
+webhook URLs, from app settings or Key Vault.
 
 With `KEY_VAULT_URL` set, each secret is read from Key Vault (`azure-keyvault-secrets` with
 `DefaultAzureCredential`) and cached for a short time, so a rotated token takes effect without
@@ -30,6 +31,9 @@ VAULT_NAMES = {
     "FACEBOOK_ACCESS_TOKEN": "facebook-access-token",
     "SMTP_PASSWORD": "smtp-password",
     "ACS_CONNECTION_STRING": "acs-connection-string",
+    "LEAD_WEBHOOK_SECRET": "lead-webhook-secret",
+    "SLACK_WEBHOOK_URL": "slack-webhook-url",
+    "TEAMS_WEBHOOK_URL": "teams-webhook-url",
 }
 UNREACHABLE_RETRY_SECONDS = 30.0
 _SETTING_FIELDS = {
@@ -39,6 +43,9 @@ _SETTING_FIELDS = {
     "FACEBOOK_ACCESS_TOKEN": "facebook_access_token",
     "SMTP_PASSWORD": "smtp_password",
     "ACS_CONNECTION_STRING": "acs_connection_string",
+    "LEAD_WEBHOOK_SECRET": "lead_webhook_secret",
+    "SLACK_WEBHOOK_URL": "slack_webhook_url",
+    "TEAMS_WEBHOOK_URL": "teams_webhook_url",
 }
 
 

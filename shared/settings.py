@@ -7,15 +7,23 @@ required setting raises `SettingsError` with one line naming it.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from shared.storage.connection import StorageTarget, storage_from_settings
+
+KEY_VAULT_REFERENCE = "@Microsoft.KeyVault("
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+# Standard Webhooks' and Svix's ladder: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (27.6 h in all).
+DELIVERY_LADDER = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 
 
 class SettingsError(RuntimeError):
@@ -112,6 +120,17 @@ class Settings(BaseModel):
     silence_hours: float = Field(6, alias="SILENCE_HOURS", gt=0)
     silence_min_expected: float = Field(3, alias="SILENCE_MIN_EXPECTED", ge=0)
 
+    # Deliveries beyond email: signed webhooks, Slack, Teams, Meta's Conversions API
+    lead_webhook_urls: tuple[str, ...] = Field((), alias="LEAD_WEBHOOK_URLS")
+    lead_webhook_secret: str = Field("", alias="LEAD_WEBHOOK_SECRET")
+    slack_webhook_url: str = Field("", alias="SLACK_WEBHOOK_URL")
+    slack_events: Literal["leads", "alerts", "both"] = Field("both", alias="SLACK_EVENTS")
+    teams_webhook_url: str = Field("", alias="TEAMS_WEBHOOK_URL")
+    teams_events: Literal["leads", "alerts", "both"] = Field("both", alias="TEAMS_EVENTS")
+    meta_dataset_id: str = Field("", alias="META_DATASET_ID", pattern=r"^(\d{1,30})?$")
+    delivery_timeout_seconds: float = Field(10.0, alias="DELIVERY_TIMEOUT_SECONDS", gt=0, le=30)
+    delivery_retry_seconds: tuple[float, ...] = Field(DELIVERY_LADDER, alias="DELIVERY_RETRY_SECONDS", min_length=1)
+
     @field_validator("email_to", "digest_to", "alert_email_to", mode="before")
     @classmethod
     def _split_addresses(cls, value: object) -> object:
@@ -144,6 +163,48 @@ class Settings(BaseModel):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
+
+    @field_validator("lead_webhook_urls", "delivery_retry_seconds", mode="before")
+    @classmethod
+    def _split_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("lead_webhook_urls")
+    @classmethod
+    def _destinations_are_https(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for url in value:
+            _check_destination(url)
+        return value
+
+    @field_validator("slack_webhook_url", "teams_webhook_url")
+    @classmethod
+    def _chat_is_https(cls, value: str) -> str:
+        if value and not value.startswith(KEY_VAULT_REFERENCE):
+            _check_destination(value)
+        return value
+
+    @field_validator("lead_webhook_secret")
+    @classmethod
+    def _standard_webhooks_secret(cls, value: str) -> str:
+        if value and not value.startswith(KEY_VAULT_REFERENCE):
+            signing_key(value)
+        return value
+
+    @field_validator("delivery_retry_seconds")
+    @classmethod
+    def _positive_delays(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if any(delay <= 0 or delay > 7 * 24 * 3600 for delay in value):
+            raise ValueError("each delay must be more than 0 and at most 7 days (the queue's longest delay)")
+        return value
+
+    @model_validator(mode="after")
+    def _webhooks_are_signed(self) -> Settings:
+        """Outbound webhooks are always signed: the secret is an app setting or in Key Vault."""
+        if self.lead_webhook_urls and not (self.lead_webhook_secret or self.key_vault_url):
+            raise ValueError("LEAD_WEBHOOK_SECRET is required when LEAD_WEBHOOK_URLS is set")
+        return self
 
     @field_validator("facebook_page_ids", mode="before")
     @classmethod
@@ -254,6 +315,29 @@ class Settings(BaseModel):
                 if not getattr(self, name):
                     raise ValueError(f"{type(self).model_fields[name].alias} is required when KEY_VAULT_URL is not set")
         return self
+
+
+def _check_destination(url: str) -> None:
+    """HTTPS, or plain HTTP to this machine (local receivers); no credentials in the URL's user part."""
+    parts = urlsplit(url)
+    local = parts.hostname in LOOPBACK_HOSTS
+    if parts.scheme != "https" and not (parts.scheme == "http" and local):
+        raise ValueError(f"{parts.scheme or 'a URL without scheme'}://{parts.hostname or ''}…: must be https://")
+    if not parts.hostname or parts.username or parts.password:
+        raise ValueError("must be https://host/path, without a user or password in it")
+
+
+def signing_key(secret: str) -> bytes:
+    """The HMAC key of a Standard Webhooks secret: `whsec_` + base64 of 24 to 64 random bytes."""
+    if not secret.startswith("whsec_"):
+        raise ValueError("must start with whsec_ (Standard Webhooks), followed by base64")
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("the part after whsec_ is not base64") from None
+    if not 24 <= len(key) <= 64:
+        raise ValueError("must hold 24 to 64 random bytes (base64 after whsec_)")
+    return key
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:

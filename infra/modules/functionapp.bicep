@@ -108,6 +108,21 @@ param idleAfterMinutes int = 0
 @minValue(15)
 param idleSqlEveryMinutes int = 180
 
+@description('Comma-separated HTTPS endpoints that get each lead as a signed Standard Webhooks POST (LEAD_WEBHOOK_URLS).')
+param leadWebhookUrls string = ''
+
+@description('Slack incoming webhook configured: its URL is the Key Vault secret slack-webhook-url.')
+param slackWebhook bool = false
+
+@description('Teams Workflows webhook configured: its URL is the Key Vault secret teams-webhook-url.')
+param teamsWebhook bool = false
+
+@description('What goes to Slack and Teams: leads, alerts or both.')
+param chatEvents string = 'both'
+
+@description('Meta dataset (CRM pixel) id for Conversions API stage events (META_DATASET_ID).')
+param metaDatasetId string = ''
+
 @description('IANA time zone lead times are shown in, in emails (e.g. Europe/Berlin).')
 param notifyTimezone string = 'UTC'
 
@@ -311,6 +326,37 @@ var appSettings = [
   {
     name: 'ALERT_EMAIL_TO'
     value: alertEmailTo
+  }
+  // Deliveries beyond email. The secrets (whsec_ signing secret, chat webhook URLs) are read from Key Vault
+  // through KEY_VAULT_URL (lead-webhook-secret, slack-webhook-url, teams-webhook-url); the settings below
+  // only switch each destination on.
+  {
+    name: 'LEAD_WEBHOOK_URLS'
+    value: leadWebhookUrls
+  }
+  {
+    name: 'LEAD_WEBHOOK_SECRET'
+    value: empty(leadWebhookUrls) ? '' : '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/lead-webhook-secret/)'
+  }
+  {
+    name: 'SLACK_WEBHOOK_URL'
+    value: slackWebhook ? '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/slack-webhook-url/)' : ''
+  }
+  {
+    name: 'SLACK_EVENTS'
+    value: chatEvents
+  }
+  {
+    name: 'TEAMS_WEBHOOK_URL'
+    value: teamsWebhook ? '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/teams-webhook-url/)' : ''
+  }
+  {
+    name: 'TEAMS_EVENTS'
+    value: chatEvents
+  }
+  {
+    name: 'META_DATASET_ID'
+    value: metaDatasetId
   }
   // Azure-managed ACS domain: about 5 emails a minute and 10 an hour per subscription. Raise both with a
   // custom verified domain.

@@ -33,6 +33,8 @@ var queueNames = [
   'leads-inbound-poison'
   'notifications'
   'notifications-poison'
+  'deliveries'
+  'deliveries-poison'
 ]
 
 var tableNames = [

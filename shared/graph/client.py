@@ -82,13 +82,15 @@ class GraphClient:
         path: str,
         params: Mapping[str, str] | None = None,
         token: str | None = None,
+        form: Mapping[str, str] | None = None,
     ) -> GraphResponse:
         """One Graph call; raises a `LeadAgentError` subclass for every failure.
 
         `token` (else the client's) goes in the `Authorization` header. When `params` (or a query
         written into `path`) hold a credential, every parameter goes in a form body instead of the
         URL, and a GET is sent as a POST with `method=GET`, which Graph serves as the GET
-        ("Making Large Requests", developers.facebook.com/docs/graph-api/using-graph-api).
+        ("Making Large Requests", developers.facebook.com/docs/graph-api/using-graph-api). `form` goes in a
+        POST's form body (never in the URL): what it holds is data, such as the Conversions API's events.
         """
         self._gate.check()
         where, _, inline = path.partition("?")
@@ -98,10 +100,15 @@ class GraphClient:
         with self._calls_lock:
             self._calls_made += 1
         if secret:
-            body = {**plain, **secret, **({} if method.upper() == "POST" else {"method": method.upper()})}
+            body = {
+                **plain,
+                **secret,
+                **(form or {}),
+                **({} if method.upper() == "POST" else {"method": method.upper()}),
+            }
             response = self._send("POST", url, {}, body, headers, method, where)
         else:
-            response = self._send(method, url, plain, None, headers, method, where)
+            response = self._send(method, url, plain, dict(form) if form else None, headers, method, where)
         try:
             payload: Any = response.json()
         except ValueError:

@@ -44,6 +44,7 @@ class IngestDeps:
     policy: RetryPolicy
     monitor: IntegrationMonitor | None = None
     announce: Callable[[str], None] | None = None
+    deliver: Callable[[str], None] | None = None  # queue the lead's deliveries (webhooks, chats) after its commit
     rng: random.Random | None = None
 
 
@@ -71,6 +72,11 @@ def ingest_lead(message: LeadMessage, deps: IngestDeps) -> Handled:
             deps.announce(lead_id)
         except TransientError:  # the outbox row is committed: the outbox flush queues it shortly
             log.warning("ingest: notification left to the outbox flush", extra={"facebook_lead_id": lead_id})
+    if deps.deliver is not None:
+        try:
+            deps.deliver(lead_id)
+        except TransientError:  # the rows are committed: the flush queues them shortly
+            log.warning("ingest: deliveries left to the outbox flush", extra={"facebook_lead_id": lead_id})
     return stored
 
 

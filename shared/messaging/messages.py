@@ -90,6 +90,26 @@ class NotificationMessage(BaseModel):
         return self.model_dump_json(exclude_none=True)
 
 
+class DeliveryMessage(BaseModel):
+    """The `deliveries` queue message: which row of `deliveries` to send (its state and attempts live in the row)."""
+
+    model_config = ConfigDict(defer_build=True)
+
+    v: int = 1
+    key: str = Field(min_length=1, max_length=300)
+    attempt: int = 0  # the processor's own retries (database away); the delivery ladder counts in the row
+    last_error: str | None = None
+
+    @property
+    def lead_id(self) -> str | None:
+        """The lead a lead delivery carries (`<destination>|lead|<id>`); None for alerts and stages."""
+        _, kind, subject = [*self.key.split("|", 2), "", ""][:3]
+        return subject if kind == "lead" else None
+
+    def to_text(self) -> str:
+        return self.model_dump_json(exclude_none=True)
+
+
 def new_dead_letter_id() -> str:
     return uuid.uuid4().hex
 
@@ -105,7 +125,7 @@ class DeadLetterInfo(BaseModel):
 
     id: str = Field(default_factory=new_dead_letter_id)
     reason: str
-    stage: Literal["webhook", "ingest", "notify"]
+    stage: Literal["webhook", "ingest", "notify", "deliver"]
     error_type: str
     attempts: int = 0
     failed_at: datetime = Field(default_factory=utc_now)

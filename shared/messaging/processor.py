@@ -80,7 +80,7 @@ class Consumer:
     """One queue's consumer: the queue, its stage name, its retry ladder, and where dead letters go."""
 
     queue: str
-    stage: Literal["ingest", "notify"]
+    stage: Literal["ingest", "notify", "deliver"]
     what: str  # how a malformed message's reason names it: "lead message", "notification"
     retry: RetryPolicy
     sender: QueueSender

@@ -19,13 +19,13 @@ from typing import Any
 from shared.errors import QueueUnavailable, TransientError
 from shared.logs import get_logger
 from shared.storage.connection import StorageTarget, storage_target
-from shared.storage.names import LEADS_QUEUE, NOTIFICATIONS_QUEUE, poison_queue
+from shared.storage.names import DELIVERIES_QUEUE, LEADS_QUEUE, NOTIFICATIONS_QUEUE, poison_queue
 from shared.store import Store
 from shared.store.failed_events import FailedEvent
 
 log = get_logger(__name__)
 
-STAGES = {LEADS_QUEUE: "ingest", NOTIFICATIONS_QUEUE: "notify"}
+STAGES = {LEADS_QUEUE: "ingest", NOTIFICATIONS_QUEUE: "notify", DELIVERIES_QUEUE: "deliver"}
 HOST_MOVE_REASON = "failed every invocation the host allowed (moved to the poison queue by the Functions host)"
 
 
@@ -86,7 +86,7 @@ def failed_event_from_poison(queue: str, message_id: str, text: str, dequeue_cou
 def sweep_poison_queues(
     storage: str | StorageTarget,
     store: Store,
-    queues: Sequence[str] = (LEADS_QUEUE, NOTIFICATIONS_QUEUE),
+    queues: Sequence[str] = (LEADS_QUEUE, NOTIFICATIONS_QUEUE, DELIVERIES_QUEUE),
     retention_days: int = 30,
     timeout_seconds: float = 5.0,
     max_messages: int = 1000,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from shared.deliver.consumer import flush_deliveries
 from shared.messaging.sender import QueueSender
 from shared.notify.digest import digest_key
 from shared.notify.outbox import enqueue_notification, flush_outbox
@@ -27,15 +28,17 @@ class Outbox:
     queues: QueueSender
     enabled: bool
     idle: IdleGate | None = None
+    delivering: bool = False  # deliveries beyond email are configured: their rows are flushed too
 
 
 def flush(outbox: Outbox, now: datetime) -> int:
-    """Queue outbox rows that never got their message (alerts, and leads after a crash); how many."""
-    if not outbox.enabled:
+    """Queue outbox rows and deliveries that never got their message (alerts, leads after a crash); how many."""
+    if not (outbox.enabled or outbox.delivering):
         return 0
     if outbox.idle is not None and not outbox.idle.may_query("flush_outbox", after=WRITERS):
         return 0
-    return flush_outbox(outbox.queues, outbox.store, now)
+    queued = flush_outbox(outbox.queues, outbox.store, now) if outbox.enabled else 0
+    return queued + (flush_deliveries(outbox.queues, outbox.store, now) if outbox.delivering else 0)
 
 
 def queue_daily_digest(outbox: Outbox, now: datetime) -> bool:

@@ -34,6 +34,8 @@ OPTIONAL_IN_AZURE: dict[str, str] = {
     "AzureWebJobsStorage": "replaced by the identity-based AzureWebJobsStorage__* settings (checked separately)",
     "FACEBOOK_APP_SECRET_PREVIOUS": "only during a rotation; kept in Key Vault and read through KEY_VAULT_URL",
     "GRAPH_TIMEOUT_SECONDS": "tuning knob with a default",
+    "DELIVERY_TIMEOUT_SECONDS": "tuning knob with a default",
+    "DELIVERY_RETRY_SECONDS": "tuning knob with a default (the Standard Webhooks ladder)",
     "NOTIFY_STUCK_SECONDS": "tuning knob with a default",
     "QUEUE_TIMEOUT_SECONDS": "tuning knob with a default",
     "STORE_TIMEOUT_SECONDS": "tuning knob with a default",
@@ -241,6 +243,8 @@ def test_queue_and_table_names_match_the_code_host_json_and_storage_bicep(regist
         names.NOTIFICATIONS_QUEUE,
         names.poison_queue(names.LEADS_QUEUE),
         names.poison_queue(names.NOTIFICATIONS_QUEUE),
+        names.DELIVERIES_QUEUE,
+        names.poison_queue(names.DELIVERIES_QUEUE),
     }
     tables = {names.COUNTERS_TABLE, names.STATE_TABLE, RATE_LIMIT_TABLE}
 
