@@ -6,6 +6,7 @@
 | `POST /_sandbox/leads` | create a lead, optionally in the past or from an ad; `{"id"}` |
 | `GET /_sandbox/leads` | every lead with all fields plus `page_id`, in creation order |
 | `GET /_sandbox/calls` | Graph calls per route kind and `total` |
+| `GET /_sandbox/capi_events` | Conversions API events received, each with `dataset_id` and `test_event_code` |
 | `POST /_sandbox/reset` | back to the starting state (lead ids keep increasing) |
 | `POST` / `GET` / `DELETE /_sandbox/faults` | inject a fault / list active ones / clear all |
 | `POST /_sandbox/tokens` | `{"valid": [...], "expired": [...]}`: replace valid tokens, expire some |
@@ -116,6 +117,7 @@ ROUTES: dict[tuple[str, str], ControlHandler] = {
     ("POST", "/_sandbox/leads"): create_lead,
     ("GET", "/_sandbox/leads"): lambda sandbox, _: JsonResponse(200, {"data": sandbox.all_leads()}),
     ("GET", "/_sandbox/calls"): lambda sandbox, _: JsonResponse(200, sandbox.calls()),
+    ("GET", "/_sandbox/capi_events"): lambda sandbox, _: JsonResponse(200, {"data": sandbox.capi_events()}),
     ("POST", "/_sandbox/reset"): _reset,
     ("POST", "/_sandbox/faults"): add_fault,
     ("GET", "/_sandbox/faults"): lambda sandbox, _: JsonResponse(200, {"data": sandbox.active_faults()}),

@@ -21,7 +21,9 @@ from typing import Any, Literal, cast, get_args
 from fakes.sandbox.errors import GraphError, expired_token
 
 FaultKind = Literal["token_expired", "throttle", "server_error", "slow", "permission", "proxy_error"]
-RouteKind = Literal["lead", "form_leads", "leadgen_forms", "debug_token", "subscribed_apps", "test_leads"]
+RouteKind = Literal[
+    "lead", "form_leads", "leadgen_forms", "debug_token", "subscribed_apps", "test_leads", "capi_events"
+]
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 ROUTE_KINDS: tuple[str, ...] = get_args(RouteKind)
 

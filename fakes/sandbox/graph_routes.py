@@ -13,7 +13,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from fakes.sandbox.errors import GraphError, invalid_parameter, object_not_found, unknown_path
+from fakes.sandbox.conversions import checked_events, checked_test_event_code
+from fakes.sandbox.errors import GraphError, invalid_parameter, new_fbtrace_id, object_not_found, unknown_path
 from fakes.sandbox.messages import JsonResponse, SandboxRequest
 from fakes.sandbox.paging import decode_cursor, encode_cursor, parse_filtering, parse_limit
 from fakes.sandbox.records import StoredLead, parse_fields
@@ -28,6 +29,7 @@ _SHAPES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^/([^/]+)/test_leads/?$"), "test_leads"),
     (re.compile(r"^/([^/]+)/leadgen_forms/?$"), "leadgen_forms"),
     (re.compile(r"^/([^/]+)/subscribed_apps/?$"), "subscribed_apps"),
+    (re.compile(r"^/([^/]+)/events/?$"), "capi_events"),
     (re.compile(r"^/([^/_][^/]*)/?$"), "lead"),
 )
 
@@ -153,6 +155,18 @@ def debug_token(sandbox: SandboxGraph, request: SandboxRequest, _: str) -> JsonR
     return JsonResponse(200, {"data": sandbox.debug_token(input_token)})
 
 
+def post_capi_events(sandbox: SandboxGraph, request: SandboxRequest, dataset_id: str) -> JsonResponse:
+    """`POST /{dataset-id}/events` with `data` (and `test_event_code`): every event is kept, or none (error 100)."""
+    _only(request, dataset_id, "POST")
+    if not dataset_id.isdigit():
+        raise object_not_found(dataset_id, request.method)
+    events = checked_events(_json_param(request, "data"), sandbox.now())
+    test_event_code = checked_test_event_code(request.value("test_event_code"))
+    received = sandbox.record_capi_events(dataset_id, events, test_event_code)
+    logger.info("sandbox dataset %s received %d CAPI events", dataset_id, received)
+    return JsonResponse(200, {"events_received": received, "messages": [], "fbtrace_id": new_fbtrace_id()})
+
+
 HANDLERS: dict[str, Handler] = {
     "lead": get_lead,
     "form_leads": get_form_leads,
@@ -160,6 +174,7 @@ HANDLERS: dict[str, Handler] = {
     "leadgen_forms": get_leadgen_forms,
     "subscribed_apps": subscribed_apps,
     "debug_token": debug_token,
+    "capi_events": post_capi_events,
 }
 
 

@@ -1,5 +1,5 @@
-"""`SandboxGraph`: the sandbox's in-memory state: pages, forms, leads and subscriptions, plus its
-token book, fault book and call meter.
+"""`SandboxGraph`: the sandbox's in-memory state: pages, forms, leads, subscriptions and the Conversions
+API events received, plus its token book, fault book and call meter.
 
 Every method is thread-safe (a re-entrant lock here, one lock in each part), so the WSGI threads
 and a test driving the same object directly never see a half-made change. Ids are stable: pages as configured, forms
@@ -87,6 +87,7 @@ class SandboxGraph:
         self.meter = CallMeter()
         self.faults = FaultBook()
         self.short_pages: int | None = None
+        self._capi_events: list[dict[str, Any]] = []
 
     # --- clock and ids -------------------------------------------------------------------------
 
@@ -172,7 +173,7 @@ class SandboxGraph:
         self.meter.fix_usage(usage)
 
     def reset(self) -> None:
-        """Back to the starting state: no leads, faults, quirks or counts; the configured tokens."""
+        """Back to the starting state: no leads, CAPI events, faults, quirks or counts; the configured tokens."""
         with self._lock:
             self._restore()
 
@@ -330,3 +331,22 @@ class SandboxGraph:
         self.require_page(page_id, "delete")
         with self._lock:
             self._subscriptions.pop(page_id, None)
+
+    # --- Conversions API ------------------------------------------------------------------
+
+    def record_capi_events(
+        self, dataset_id: str, events: Sequence[Mapping[str, Any]], test_event_code: str | None = None
+    ) -> int:
+        """Keep a checked batch of CRM events sent to the dataset; how many there were."""
+        stamped = [{**event, "dataset_id": dataset_id, "test_event_code": test_event_code} for event in events]
+        with self._lock:
+            self._capi_events.extend(stamped)
+        return len(stamped)
+
+    def capi_events(self, dataset_id: str | None = None) -> list[dict[str, Any]]:
+        """Events received by `POST /{dataset-id}/events`, of one dataset or all, in arrival order.
+
+        Each is the event as sent plus `dataset_id` and `test_event_code` (None when its batch had none).
+        """
+        with self._lock:
+            return [dict(e) for e in self._capi_events if dataset_id is None or e["dataset_id"] == dataset_id]

@@ -567,6 +567,7 @@ def test_calls_are_counted_per_route_kind_including_failures(graph: Graph) -> No
         "debug_token": 1,
         "subscribed_apps": 1,
         "test_leads": 1,
+        "capi_events": 0,
         "total": 7,
     }
 
