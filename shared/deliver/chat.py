@@ -27,7 +27,7 @@ from datetime import UTC
 from typing import Any
 
 # The alert email's wording, reused: alert_email has no public function for the guidance paragraph.
-from shared.notify.templates.alert_email import _KINDS, _UNKNOWN_KIND, _fill, alert_title
+from shared.notify.templates.alert_email import alert_guidance, alert_title
 from shared.notify.templates.html import iso_time, one_line, plain, shorten
 from shared.notify.templates.lead_email import NAME_IN_SUBJECT
 
@@ -331,14 +331,13 @@ def _alert_words(alert: Mapping[str, Any]) -> tuple[str, str, list[tuple[str, st
     opened = bool(alert.get("opened"))
     detail = dict(alert.get("detail") or {})
     title = alert_title(kind, detail)
-    _, guidance, resolved = _KINDS.get(kind, _UNKNOWN_KIND)
     rows = [
         ("Incident", kind),
         ("Opened at" if opened else "Resolved at", iso_time(alert.get("at"), UTC)),
         *((shorten(str(key), KEY_CHARS), shorten(plain(value), VALUE_CHARS)) for key, value in detail.items()),
     ]
     heading = f"Lead agent: {title}" if opened else f"Lead agent resolved: {title}"
-    return heading, _fill(guidance if opened else resolved, kind, detail), rows
+    return heading, alert_guidance(kind, opened, detail), rows
 
 
 def _size(message: Any) -> int:

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from shared.messaging.messages import LeadMessage
 from shared.messaging.sender import QueueSender
 from shared.ops.errors import NotFound, NotReplayable
-from shared.storage.names import LEADS_QUEUE, NOTIFICATIONS_QUEUE, POISON_SUFFIX
+from shared.storage.names import DELIVERIES_QUEUE, LEADS_QUEUE, NOTIFICATIONS_QUEUE, POISON_SUFFIX
 from shared.store import Store
 from shared.store.failed_events import FailedEventRow
 from shared.store.leads import LeadRouting
@@ -85,11 +85,28 @@ def _requeue_failed_event(event: FailedEventRow, store: Store, sender: QueueSend
             raise NotReplayable("this dead letter holds no notification", failed_event_id=event.id) from None
         text = notification.model_copy(update={"attempt": 0, "last_error": None}).to_text()
         lead_id = event.facebook_lead_id
+    elif queue == DELIVERIES_QUEUE:
+        text = _replayed_delivery(event, store)
+        lead_id = event.facebook_lead_id
     else:
         text, lead_id = payload, event.facebook_lead_id
     message_id = sender.send(queue, text)
     store.failed_events.set_failed_event_status(event.id, "reprocessed", {"message_id": message_id})
     return Requeued(queue, message_id, lead_id, failed_event_id=event.id)
+
+
+def _replayed_delivery(event: FailedEventRow, store: Store) -> str:
+    """A failed delivery's row made `pending` again (the same `webhook-id`), and its message."""
+    from shared.messaging.messages import DeliveryMessage
+
+    try:
+        message = DeliveryMessage.model_validate_json(event.payload or "")
+    except ValidationError:
+        raise NotReplayable("this dead letter holds no delivery", failed_event_id=event.id) from None
+    row = store.deliveries.get(message.key)
+    if row is None or store.deliveries.replay(row.id) is None:
+        raise NotReplayable("the delivery is gone or being sent right now", failed_event_id=event.id)
+    return DeliveryMessage(key=message.key).to_text()
 
 
 def _routing_from_payload(payload: str) -> LeadRouting | None:

@@ -77,9 +77,8 @@ _UNKNOWN_KIND = (
 def render_alert(alert: AlertData, tz: tzinfo) -> RenderedEmail:
     """An incident opened (what happened and what to do) or resolved; unknown kinds get a generic text."""
     title = alert_title(alert.kind, alert.detail)
-    _, guidance, resolved = _KINDS.get(alert.kind, _UNKNOWN_KIND)
     state = "ALERT" if alert.opened else "RESOLVED"
-    text_paragraph = _fill(guidance if alert.opened else resolved, alert.kind, alert.detail)
+    text_paragraph = alert_guidance(alert.kind, alert.opened, alert.detail)
     rows = [
         ("Incident", alert.kind),
         ("Opened at" if alert.opened else "Resolved at", time(alert.at, tz)),
@@ -93,6 +92,12 @@ def render_alert(alert: AlertData, tz: tzinfo) -> RenderedEmail:
 def alert_title(kind: str, detail: dict[str, Any]) -> str:
     """The incident's one-line title with its numbers filled in; a generic title for an unknown kind."""
     return _fill(_KINDS.get(kind, _UNKNOWN_KIND)[0], kind, detail)
+
+
+def alert_guidance(kind: str, opened: bool, detail: dict[str, Any]) -> str:
+    """What happened and what to do (opened), or what the recovery means (resolved); emails and chats share it."""
+    _, guidance, resolved = _KINDS.get(kind, _UNKNOWN_KIND)
+    return _fill(guidance if opened else resolved, kind, detail)
 
 
 def incident_detail(entry: dict[str, Any]) -> dict[str, Any]:
