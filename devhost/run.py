@@ -1,7 +1,8 @@
 """`python -m devhost.run` (what `make run` calls): the whole local stack, one Ctrl-C to stop it.
 
 Starts Azurite (blob, queue, table on 10000-10002, data in `.devdata/azurite`), the SMTP sink (1025,
-mail in `.devdata/mail`) and the sandbox Graph API (7072) together, then, once they all accept
+mail in `.devdata/mail`), the receiver of deliveries (7073: signed webhooks, Slack and Teams, in
+`.devdata/receiver`) and the sandbox Graph API (7072) together, then, once they all accept
 connections, the devhost (7071). Every child's output goes to `.devdata/logs/<name>.log` except the
 devhost's, which stays on the terminal. Then it prints where everything is and how to send a test
 lead. `--data-dir` and the `--*-port` options move all of it (tests use them; the devhost is
@@ -18,6 +19,7 @@ reported in one line naming the process and how to stop it.
 from __future__ import annotations
 
 import argparse
+import base64
 import os
 import subprocess
 import sys
@@ -37,6 +39,9 @@ DEVDATA = Path(".devdata")
 HOST = "127.0.0.1"
 DRAIN_SECONDS = 25  # the devhost's in-flight work gets this long after SIGTERM
 KILL_GRACE_SECONDS = 5  # past its drain (or right away for the others), a child is killed
+# The local receiver's signing secret (not a secret: it signs deliveries to 127.0.0.1 only).
+RECEIVER_SECRET = "whsec_" + base64.b64encode(b"local-receiver-secret-0123456789").decode("ascii")
+LOCAL_DATASET_ID = "100000000000001"  # the sandbox accepts Conversions API events for any numeric dataset
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,7 @@ class Ports:
     blob: int = 10000
     queue: int = 10001
     table: int = 10002
+    receiver: int = 7073
 
 
 @dataclass
@@ -88,7 +94,20 @@ def devhost_settings(data: Path, ports: Ports) -> dict[str, str]:
         "SMTP_PORT": str(ports.smtp),
         "SQLITE_PATH": str(data / "leads.db"),
     }
-    return {k: v for k, v in settings.items() if v != LOCAL_DEFAULTS[k]}
+    moved = {k: v for k, v in settings.items() if v != LOCAL_DEFAULTS[k]}
+    return {**moved, **receiver_settings(ports)}
+
+
+def receiver_settings(ports: Ports) -> dict[str, str]:
+    """Point every delivery at the local receiver: signed webhooks, Slack and Teams; stages to the sandbox."""
+    base = f"http://{HOST}:{ports.receiver}"
+    return {
+        "LEAD_WEBHOOK_URLS": f"{base}/webhook",
+        "LEAD_WEBHOOK_SECRET": RECEIVER_SECRET,
+        "SLACK_WEBHOOK_URL": f"{base}/slack",
+        "TEAMS_WEBHOOK_URL": f"{base}/teams",
+        "META_DATASET_ID": LOCAL_DATASET_ID,
+    }
 
 
 def stack(data: Path = DEVDATA, ports: Ports = Ports(), python: str = sys.executable) -> list[Child]:
@@ -111,6 +130,15 @@ def stack(data: Path = DEVDATA, ports: Ports = Ports(), python: str = sys.execut
             [python, "-m", "fakes.smtp_sink", "--port", str(ports.smtp), "--dir", str(data / "mail")],
             (ports.smtp,),
             logs / "smtp-sink.log",
+        ),
+        Child(
+            "receiver",
+            [
+                *(python, "-m", "fakes.receiver", "--port", str(ports.receiver)),
+                *("--dir", str(data / "receiver"), "--secret", RECEIVER_SECRET),
+            ],
+            (ports.receiver,),
+            logs / "receiver.log",
         ),
         Child(
             "sandbox-graph",
@@ -241,6 +269,8 @@ def banner(data: Path = DEVDATA, ports: Ports = Ports()) -> str:
             f"table {base}:{ports.table}  (data in {data}/azurite)",
             f"  sandbox Graph API       {base}:{ports.graph}",
             f"  SMTP sink               {HOST}:{ports.smtp}, every message saved in {data}/mail/",
+            f"  receiver                {base}:{ports.receiver}: signed webhooks, Slack and Teams posts, saved in"
+            f" {data}/receiver/*.jsonl",
             "",
             "Send test leads:   .venv/bin/python -m fakes.simulate --leads 5 --rate 2",
             f"Look at them:      curl {base}:{ports.devhost}/api/ops/last-leads?limit=5",
@@ -287,7 +317,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m devhost.run", description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=None, help="where logs, mail and data go (default .devdata)")
     defaults = Ports()
-    for name in ("devhost", "graph", "smtp", "blob", "queue", "table"):
+    for name in ("devhost", "graph", "smtp", "blob", "queue", "table", "receiver"):
         parser.add_argument(f"--{name}-port", type=int, default=getattr(defaults, name), metavar="PORT")
     return parser.parse_args(argv)
 
@@ -296,9 +326,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: from the repository root, create the data folder's layout, then `run`."""
     args = _parse_args(argv)
     data = args.data_dir.resolve() if args.data_dir else DEVDATA
-    ports = Ports(args.devhost_port, args.graph_port, args.smtp_port, args.blob_port, args.queue_port, args.table_port)
+    ports = Ports(
+        args.devhost_port,
+        args.graph_port,
+        args.smtp_port,
+        args.blob_port,
+        args.queue_port,
+        args.table_port,
+        args.receiver_port,
+    )
     os.chdir(REPO)
-    for directory in (data, data / "logs", data / "mail", data / "azurite"):
+    for directory in (data, data / "logs", data / "mail", data / "azurite", data / "receiver"):
         directory.mkdir(parents=True, exist_ok=True)
     return run(stack(data, ports), banner(data, ports))
 

@@ -42,7 +42,7 @@ class Supervisor:
     @property
     def all_ports(self) -> list[int]:
         p = self.ports
-        return [p.devhost, p.graph, p.smtp, p.blob, p.queue, p.table]
+        return [p.devhost, p.graph, p.smtp, p.blob, p.queue, p.table, p.receiver]
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -84,7 +84,7 @@ def children_described(pids: list[int]) -> list[str]:
 
 def free_ports() -> Ports:
     chosen: set[int] = set()
-    while len(chosen) < 6:
+    while len(chosen) < 7:
         chosen.add(free_port())
     return Ports(*sorted(chosen))
 
@@ -98,7 +98,7 @@ def health_answers(port: int) -> bool:
 
 
 def supervisor_command(data: Path, ports: Ports) -> list[str]:
-    names = ("devhost", "graph", "smtp", "blob", "queue", "table")
+    names = ("devhost", "graph", "smtp", "blob", "queue", "table", "receiver")
     return [
         *(sys.executable, "-m", "devhost.run", "--data-dir", str(data)),
         *(f"--{name}-port={getattr(ports, name)}" for name in names),
