@@ -3,10 +3,12 @@
 Leads are created in the sandbox Graph API and delivered as signed webhooks at a varying rate,
 with duplicate deliveries and batched POSTs. On a schedule the run injects: Graph 5xx and
 timeouts, a throttling episode, a token expiry and renewal, the database locked (writes fail),
-the SMTP server down (421 to every transaction), a stretch of webhooks that never arrive (the
+the SMTP server down (421 to every transaction), the team's CRM endpoint answering 500 to a fifth
+of the signed webhooks it gets, a stretch of webhooks that never arrive (the
 poller must backfill), and the ingestion worker process killed with SIGKILL mid-batch (the devhost
 runs one worker process per group, as Flex Consumption does, and replaces it). At the end
-it prints one table and fails unless stored = created, lost = 0, no lead emailed twice and no lead left unannounced.
+it prints one table and fails unless stored = created, lost = 0, no lead emailed twice, no lead left
+unannounced, and the CRM accepted every lead under exactly one webhook-id.
 
 `make soak` runs 10,000 leads; `make test` runs a 500-lead version (tests/e2e/test_soak.py).
 """
@@ -14,6 +16,7 @@ it prints one table and fails unless stored = created, lost = 0, no lead emailed
 from __future__ import annotations
 
 import argparse
+import base64
 import email
 import email.policy
 import random
@@ -31,6 +34,7 @@ from pathlib import Path
 import requests
 
 from bench.stack import PAGE, SECRET, TOKEN
+from fakes.receiver import Receiver
 from fakes.sandbox import RunningSandbox, SandboxGraph, serve
 from fakes.simulate import build_webhook_body, sign
 from fakes.smtp_sink import SmtpSink
@@ -39,6 +43,7 @@ from tests.support.devhost_process import DevhostProcess, devhost_env, start_dev
 from tests.support.waiting import free_port
 
 FORMS = (PAGE + "01", PAGE + "02")
+CRM_SECRET = "whsec_" + base64.b64encode(b"soak-crm-endpoint-secret-0123456").decode("ascii")
 NAMES = ("Zoë Åström", "José Núñez", "Aoife Byrne", "李雷", "Olu Adeyemi", "Priya Nair", "Mia Müller")
 
 
@@ -67,13 +72,17 @@ class SoakReport:
     lost: int = 0
     deliveries: int = 0
     posts: int = 0
+    crm_delivered: int = 0  # leads the flaky CRM endpoint accepted (a valid signature, 2xx)
+    crm_twice: int = 0  # leads it accepted under two different webhook-ids (a same-id repeat is its to ignore)
+    crm_attempts: int = 0
     undelivered_on_purpose: int = 0
     faults: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
     def passed(self) -> bool:
-        return self.stored == self.created and self.lost == 0 and self.emailed_twice == 0 and self.unannounced == 0
+        emails = self.stored == self.created and self.lost == 0 and self.emailed_twice == 0 and self.unannounced == 0
+        return emails and self.crm_delivered == self.stored and self.crm_twice == 0
 
     def table(self) -> str:
         rows = [
@@ -90,6 +99,8 @@ class SoakReport:
         lines = [f"{name:<{width}}  {value:>8}" for name, value in rows]
         lines.append(f"{'webhook POSTs / deliveries':<{width}}  {self.posts:>8} / {self.deliveries}")
         lines.append(f"{'never delivered (poller)':<{width}}  {self.undelivered_on_purpose:>8}")
+        lines.append(f"{'CRM webhook: leads delivered':<{width}}  {self.crm_delivered:>8} (twice: {self.crm_twice})")
+        lines.append(f"{'CRM webhook: POSTs (20 % fail)':<{width}}  {self.crm_attempts:>8}")
         lines.append(f"{'duration':<{width}}  {self.seconds:>7.0f}s")
         lines.append("faults: " + "; ".join(self.faults))
         lines.append("RESULT: " + ("PASS" if self.passed else "FAIL"))
@@ -107,6 +118,10 @@ class Stack:
         self.mail = SmtpSink(workdir / "mail", "127.0.0.1", self.smtp_port)
         self.mail.start()
         self.db = workdir / "leads.db"
+        # The team's CRM: a signed-webhook endpoint that answers 500 to a fifth of the requests.
+        self.crm = Receiver(workdir / "receiver", secret=CRM_SECRET)
+        self.crm.start()
+        self.crm.set_faults("/webhook", fail_rate=0.2, seed=11)
         self.env = devhost_env(
             self.azurite.connection_string,
             self.graph.url,
@@ -133,6 +148,9 @@ class Stack:
             STORE_TIMEOUT_SECONDS="1",
             GRAPH_TIMEOUT_SECONDS="2",
             DEVHOST_QUEUE_LEASE_SECONDS=str(max(5, int(20 * scale))),
+            LEAD_WEBHOOK_URLS=f"{self.crm.url}/webhook",
+            LEAD_WEBHOOK_SECRET=CRM_SECRET,
+            DELIVERY_RETRY_SECONDS="1,2,4,8,16,30,60",
         )
         self.devhost: DevhostProcess = start_devhost(self.env, workdir / "devhost.log")
         self.restarts = 0
@@ -148,6 +166,7 @@ class Stack:
 
     def close(self) -> None:
         self.devhost.stop()
+        self.crm.stop()
         self.mail.stop()
         self.graph.close()
         self.azurite.stop()
@@ -293,7 +312,7 @@ def run_soak(
         while time.monotonic() < stop_at:
             stored = _stored_ids(stack.db)
             announced = set(mail.read())
-            if ids <= stored and ids <= announced:
+            if ids <= stored and ids <= announced and ids <= _crm_leads(stack.crm):
                 break
             if time.monotonic() >= progress_at:
                 log(f"stored {len(ids & stored)}/{len(ids)}, announced {len(ids & announced)}")
@@ -308,6 +327,10 @@ def run_soak(
         elif owned:
             log(f"logs, database and emails kept in {workdir}")
     return report
+
+
+def _crm_leads(crm: Receiver) -> set[str]:
+    return {str(d.body["data"]["facebook_lead_id"]) for d in crm.deliveries("/webhook") if d.accepted}
 
 
 def _stored_ids(db: Path) -> set[str]:
@@ -348,6 +371,13 @@ def _fill(report: SoakReport, stack: Stack, ids: set[str], announced: Counter[st
     report.emailed = len(ids & set(announced))
     report.emailed_twice = sum(1 for lead in ids if announced[lead] > 1)
     report.unannounced = len(stored - set(announced))
+    received = [d for d in stack.crm.deliveries("/webhook") if d.accepted]
+    ids_per_lead: dict[str, set[str]] = {}
+    for delivery in received:
+        ids_per_lead.setdefault(str(delivery.body["data"]["facebook_lead_id"]), set()).add(str(delivery.webhook_id))
+    report.crm_delivered = len(ids & set(ids_per_lead))
+    report.crm_twice = sum(1 for webhook_ids in ids_per_lead.values() if len(webhook_ids) > 1)
+    report.crm_attempts = len(stack.crm.deliveries("/webhook"))
     with sqlite3.connect(stack.db, timeout=5) as conn:
         counter = conn.execute("SELECT value FROM lead_counters WHERE name = 'duplicates'").fetchone()
         report.duplicates_ignored = int(counter[0]) if counter else 0
