@@ -22,12 +22,14 @@ Run: `.venv/bin/python -m bench.speed_to_lead [--quick] [--rate 100] [--seconds 
 from __future__ import annotations
 
 import argparse
+import base64
 import functools
 import json
 import os
 import random
 import re
 import sqlite3
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -38,12 +40,14 @@ from typing import Any
 from bench.load import LoadResult, cpu_seconds, fire_in_subprocess, sandbox_webhooks
 from bench.stack import PAGE, SECRET, Stack, local_stack, percentile
 from bench.webhook_latency import REFERENCE_RATE, SENDERS, bare_enqueues, reference_text
+from fakes.receiver import Receiver
 
 TARGET_ANSWER_P99_MS = 100.0
 TARGET_ANSWER_RATIO = 2.5
 TARGET_STORED_P99_S = 5.0
 TARGET_COMMITTED_PER_S = 100.0
 TARGET_EMAIL_P99_S = 30.0
+CRM_SECRET = "whsec_" + base64.b64encode(b"bench-crm-endpoint-secret-012345").decode("ascii")
 DIGITS = re.compile(r"\b\d{6,20}\b")
 
 
@@ -241,15 +245,34 @@ def main() -> int:
         "EMAIL_MAX_PER_HOUR": "1000000",
         "DEVHOST_BACKGROUND_NICE": str(args.background_nice),
     }
-    with local_stack(**settings) as stack:
-        warm = measure(stack, "warm-up", 20, 20.0, 60.0, reference=False)
-        if len(warm.sent_at) < 20:
-            print("warm-up failed: the devhost did not acknowledge the first leads")
-            return 1
-        sustained = measure(stack, "sustained", int(args.rate * args.seconds), args.rate, args.drain_seconds, True)
-        burst = measure(stack, "burst", args.burst, args.rate, args.drain_seconds, reference=False)
-    report(sustained, burst, args)
+    with tempfile.TemporaryDirectory(prefix="bench-crm-") as folder, Receiver(folder, secret=CRM_SECRET) as crm:
+        settings |= {"LEAD_WEBHOOK_URLS": f"{crm.url}/webhook", "LEAD_WEBHOOK_SECRET": CRM_SECRET}
+        with local_stack(**settings) as stack:
+            warm = measure(stack, "warm-up", 20, 20.0, 60.0, reference=False)
+            if len(warm.sent_at) < 20:
+                print("warm-up failed: the devhost did not acknowledge the first leads")
+                return 1
+            sustained = measure(stack, "sustained", int(args.rate * args.seconds), args.rate, args.drain_seconds, True)
+            burst = measure(stack, "burst", args.burst, args.rate, args.drain_seconds, reference=False)
+            delivered = {
+                str(d.body["data"]["facebook_lead_id"]): d.received_at for d in crm.deliveries("/webhook") if d.accepted
+            }
+        report(sustained, burst, args)
+        report_deliveries([sustained, burst], delivered)
     return 0
+
+
+def report_deliveries(runs: list[Run], delivered: dict[str, float]) -> None:
+    """Row committed → the signed webhook accepted by the team's endpoint (a receiver on loopback)."""
+    delays = [
+        delivered[lead] - run.stored[lead]
+        for run in runs
+        for lead in run.sent_at
+        if lead in delivered and lead in run.stored
+    ]
+    wanted = sum(len(run.sent_at) for run in runs)
+    print(f"4. deliveries: row committed → signed webhook accepted by the CRM endpoint, {len(delays)}/{wanted} leads")
+    print(f"   p50 {ms(delays, 50):.0f} ms  p99 {ms(delays, 99):.0f} ms  max {ms(delays, 100):.0f} ms")
 
 
 if __name__ == "__main__":
