@@ -12,6 +12,9 @@ Flex Consumption runs the app; poller off, email caps out of reach). Two runs:
    sends it as the person presses Submit, so this stands for the lead's creation) → the email that
    carries it handed to the SMTP sink (p50/p99).
 
+The team's CRM endpoint is a receiver on loopback (`fakes.receiver`): each lead's signed webhook
+is timed from its row's commit to the receiver accepting it (p50/p99).
+
 CPU per lead comes from the worker processes themselves (`DEVHOST_STATS_DIR`, `devhost/worker_pool.py`):
 the app's own thread CPU inside each function, and the host's work (receiving and deleting
 messages, serving HTTP) apart; Azurite's from /proc.
