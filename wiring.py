@@ -152,6 +152,17 @@ class Services:
 
         return SqliteBackend(settings.sqlite_path, settings.store_timeout_seconds)
 
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The processors' own retries: a growing delay, `INGEST_MAX_ATTEMPTS` in all (operator fixes wait)."""
+        settings = self.settings
+        return RetryPolicy(
+            settings.ingest_max_attempts,
+            settings.retry_base_seconds,
+            settings.retry_max_seconds,
+            settings.paused_retry_seconds,
+        )
+
     @cached_property
     def destinations(self) -> Destinations:
         """Webhooks, Slack, Teams and the Conversions API, as the settings configure them."""
@@ -164,12 +175,7 @@ class Services:
             store=self.store,
             queues=self.sender,
             destinations=self.destinations,
-            policy=RetryPolicy(
-                settings.ingest_max_attempts,
-                settings.retry_base_seconds,
-                settings.retry_max_seconds,
-                settings.paused_retry_seconds,
-            ),
+            policy=self.retry_policy,
             ladder=settings.delivery_retry_seconds,
             send_events=self.send_conversion_events,
             webhook_secret=lambda: self.secrets.get("LEAD_WEBHOOK_SECRET"),
@@ -182,17 +188,11 @@ class Services:
         self.graph.request("POST", f"{dataset_id}/events", form={"data": json.dumps(events)})
 
     def ingest_deps(self) -> IngestDeps:
-        settings = self.settings
         return IngestDeps(
             store=self.store,
             fetch_lead=self.graph.fetch_lead,
             sender=self.sender,
-            policy=RetryPolicy(
-                settings.ingest_max_attempts,
-                settings.retry_base_seconds,
-                settings.retry_max_seconds,
-                settings.paused_retry_seconds,
-            ),
+            policy=self.retry_policy,
             monitor=self.monitor,
             # The instant email of a lead just stored (its outbox row is already committed).
             announce=partial(enqueue_notification, self.sender, self.store, "lead") if self.emails_sent else None,

@@ -164,13 +164,6 @@ class Settings(BaseModel):
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
 
-    @field_validator("lead_webhook_urls", "delivery_retry_seconds", mode="before")
-    @classmethod
-    def _split_list(cls, value: object) -> object:
-        if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
-        return value
-
     @field_validator("lead_webhook_urls")
     @classmethod
     def _destinations_are_https(cls, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -206,9 +199,9 @@ class Settings(BaseModel):
             raise ValueError("LEAD_WEBHOOK_SECRET is required when LEAD_WEBHOOK_URLS is set")
         return self
 
-    @field_validator("facebook_page_ids", mode="before")
+    @field_validator("facebook_page_ids", "lead_webhook_urls", "delivery_retry_seconds", mode="before")
     @classmethod
-    def _split_page_ids(cls, value: object) -> object:
+    def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value

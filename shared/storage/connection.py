@@ -8,13 +8,14 @@ own queue and table clients follow the same settings, so one storage account ser
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shared.http_clients import storage_transport
 
 if TYPE_CHECKING:
-    from azure.data.tables import TableServiceClient
+    from azure.data.tables import TableClient, TableServiceClient
     from azure.storage.queue import QueueClient
 
 # The Azurite development account's key is public and fixed (it is no secret).
@@ -117,3 +118,24 @@ def storage_from_settings(values: dict[str, str]) -> StorageTarget | None:
     return StorageTarget(
         queue_url=queue_url, table_url=table_url, client_id=values.get("AzureWebJobsStorage__clientId", "")
     )
+
+
+class LazyTable:
+    """One table's client, made on first use (creating the table) and shared by every thread.
+
+    A failure to make it (storage away) is raised to the caller and tried again on the next call.
+    """
+
+    def __init__(self, storage: str | StorageTarget, table: str, timeout_seconds: float, **options: Any) -> None:
+        self.storage = storage_target(storage)
+        self.table = table
+        self._options = {"connection_timeout": timeout_seconds, "read_timeout": timeout_seconds, **options}
+        self._client: TableClient | None = None
+        self._lock = threading.Lock()
+
+    def client(self) -> TableClient:
+        with self._lock:
+            if self._client is None:
+                service = self.storage.table_service(**self._options)
+                self._client = service.create_table_if_not_exists(self.table)
+            return self._client

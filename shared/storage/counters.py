@@ -7,15 +7,10 @@ concurrent instances never lose a count.
 from __future__ import annotations
 
 import re
-import threading
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
-from shared.storage.connection import StorageTarget, storage_target
+from shared.storage.connection import LazyTable, StorageTarget
 from shared.storage.names import COUNTERS_TABLE
-
-if TYPE_CHECKING:
-    from azure.data.tables import TableClient
 
 _UNSAFE = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
 
@@ -24,29 +19,14 @@ class TableCounters:
     """Named per-day counters; `increment` is safe across processes."""
 
     def __init__(self, storage: str | StorageTarget, table: str = COUNTERS_TABLE, timeout_seconds: float = 5.0) -> None:
-        self._storage = storage_target(storage)
-        self._table = table
-        self._timeout = timeout_seconds
-        self._client: TableClient | None = None
-        self._lock = threading.Lock()
-
-    def _table_client(self) -> TableClient:
-        with self._lock:
-            if self._client is None:
-                service = self._storage.table_service(
-                    connection_timeout=self._timeout,
-                    read_timeout=self._timeout,
-                    retry_total=2,
-                )
-                self._client = service.create_table_if_not_exists(self._table)
-            return self._client
+        self._table = LazyTable(storage, table, timeout_seconds, retry_total=2)
 
     def increment(self, name: str, by: int = 1, day: datetime | None = None) -> int:
         """Add `by` to today's counter `name` and return its new value."""
         from azure.core import MatchConditions
         from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 
-        client = self._table_client()
+        client = self._table.client()
         partition = (day or datetime.now(UTC)).strftime("%Y-%m-%d")
         row = _UNSAFE.sub("_", name)[:200]
         for _ in range(20):
@@ -72,5 +52,5 @@ class TableCounters:
     def totals(self, day: datetime | None = None) -> dict[str, int]:
         """Every counter of one UTC day (today by default)."""
         partition = (day or datetime.now(UTC)).strftime("%Y-%m-%d")
-        entities = self._table_client().query_entities("PartitionKey eq @pk", parameters={"pk": partition})
+        entities = self._table.client().query_entities("PartitionKey eq @pk", parameters={"pk": partition})
         return {str(e["RowKey"]): int(e.get("count", 0)) for e in entities}

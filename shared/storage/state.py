@@ -9,15 +9,11 @@ minute and let a serverless database pause (see `shared/storage/idle.py`).
 from __future__ import annotations
 
 import json
-import threading
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from shared.errors import TransientError
-from shared.storage.connection import StorageTarget, storage_target
+from shared.storage.connection import LazyTable, StorageTarget
 from shared.storage.names import STATE_TABLE
-
-if TYPE_CHECKING:
-    from azure.data.tables import TableClient
 
 PARTITION = "state"
 
@@ -38,27 +34,14 @@ class TableState:
     """`SharedState` over one Table Storage table; every failure is `StateUnavailable`."""
 
     def __init__(self, storage: str | StorageTarget, table: str = STATE_TABLE, timeout_seconds: float = 5.0) -> None:
-        self._storage = storage_target(storage)
-        self._table = table
-        self._timeout = timeout_seconds
-        self._client: TableClient | None = None
-        self._lock = threading.Lock()
-
-    def _table_client(self) -> TableClient:
-        with self._lock:
-            if self._client is None:
-                service = self._storage.table_service(
-                    connection_timeout=self._timeout, read_timeout=self._timeout, retry_total=2
-                )
-                self._client = service.create_table_if_not_exists(self._table)
-            return self._client
+        self._table = LazyTable(storage, table, timeout_seconds, retry_total=2)
 
     def get_state(self, key: str) -> dict[str, Any] | None:
         """The object last put under `key`, or None."""
         from azure.core.exceptions import AzureError, ResourceNotFoundError
 
         try:
-            entity = self._table_client().get_entity(PARTITION, key)
+            entity = self._table.client().get_entity(PARTITION, key)
         except ResourceNotFoundError:
             return None
         except AzureError as exc:
@@ -73,6 +56,6 @@ class TableState:
 
         entity = {"PartitionKey": PARTITION, "RowKey": key, "value": json.dumps(value, separators=(",", ":"))}
         try:
-            self._table_client().upsert_entity(entity, mode=UpdateMode.REPLACE)
+            self._table.client().upsert_entity(entity, mode=UpdateMode.REPLACE)
         except AzureError as exc:
             raise StateUnavailable(f"state table unavailable: {type(exc).__name__}") from exc

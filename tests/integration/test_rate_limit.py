@@ -301,9 +301,10 @@ def test_the_dead_letter_sweep_timer_purges_ended_windows(make_limiter, clock, a
     fill_three_windows(limiter, clock)
     clock.now = WINDOW_START + 240 + 15
     services = SimpleNamespace(
-        sweep=lambda: SimpleNamespace(as_dict=dict),
+        sweep=lambda purge=True: SimpleNamespace(as_dict=dict, moved=0, already_recorded=0),
         watch=lambda: SimpleNamespace(dead_letters_open=0),
         rate_limiter=limiter,
+        idle=None,
     )
     monkeypatch.setattr(poller, "get_services", lambda: services)
     poller.sweep_dead_letters(timer=None)
