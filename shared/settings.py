@@ -21,6 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from shared.storage.connection import StorageTarget, storage_from_settings
 
 KEY_VAULT_REFERENCE = "@Microsoft.KeyVault("
+PAGE_TOKEN_PREFIX = "FACEBOOK_PAGE_TOKEN_"  # noqa: S105 - a setting name, not a secret
+PAGE_TOKEN_TEMPLATE = PAGE_TOKEN_PREFIX + "{page_id}"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 # Standard Webhooks' and Svix's ladder: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (27.6 h in all).
 DELIVERY_LADDER = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
@@ -42,6 +44,12 @@ class Settings(BaseModel):
     facebook_verify_token: str = Field("", alias="FACEBOOK_VERIFY_TOKEN")
     facebook_access_token: str = Field("", alias="FACEBOOK_ACCESS_TOKEN")
     facebook_page_ids: tuple[str, ...] = Field((), alias="FACEBOOK_PAGE_IDS")
+    # FACEBOOK_PAGE_TOKEN_{page_id}: one page's own token (Key Vault `facebook-page-token--{page_id}`);
+    # FACEBOOK_ACCESS_TOKEN serves every page without one.
+    facebook_page_tokens: dict[str, str] = Field(default_factory=dict, alias=PAGE_TOKEN_TEMPLATE)
+    facebook_forms_include: tuple[str, ...] = Field((), alias="FACEBOOK_FORMS_INCLUDE")
+    facebook_forms_exclude: tuple[str, ...] = Field((), alias="FACEBOOK_FORMS_EXCLUDE")
+    field_map: dict[str, str] = Field(default_factory=dict, alias="FIELD_MAP")
     facebook_graph_url: str = Field("https://graph.facebook.com", alias="FACEBOOK_GRAPH_URL")
     facebook_graph_version: str = Field("v26.0", alias="FACEBOOK_GRAPH_VERSION", pattern=r"^v\d+\.\d+$")
     graph_timeout_seconds: float = Field(10.0, alias="GRAPH_TIMEOUT_SECONDS", gt=0, le=120)
@@ -199,7 +207,43 @@ class Settings(BaseModel):
             raise ValueError("LEAD_WEBHOOK_SECRET is required when LEAD_WEBHOOK_URLS is set")
         return self
 
-    @field_validator("facebook_page_ids", "lead_webhook_urls", "delivery_retry_seconds", mode="before")
+    @model_validator(mode="before")
+    @classmethod
+    def _page_tokens(cls, values: object) -> object:
+        """Collect every `FACEBOOK_PAGE_TOKEN_<page id>` into `facebook_page_tokens` (page id → token)."""
+        if isinstance(values, dict):
+            values = {k: v for k, v in values.items() if k != PAGE_TOKEN_TEMPLATE}  # the sample's placeholder
+            tokens = {
+                key.removeprefix(PAGE_TOKEN_PREFIX): str(value)
+                for key, value in values.items()
+                if isinstance(key, str)
+                and key.startswith(PAGE_TOKEN_PREFIX)
+                and key[len(PAGE_TOKEN_PREFIX) :].isdigit()
+            }
+            if tokens:
+                values = {**values, "facebook_page_tokens": tokens}
+        return values
+
+    @field_validator("field_map", mode="before")
+    @classmethod
+    def _parse_field_map(cls, value: object) -> object:
+        if isinstance(value, str):
+            if not value.strip():
+                return {}
+            parsed = json.loads(value)
+            if not isinstance(parsed, dict) or not all(isinstance(v, str) and v for v in parsed.values()):
+                raise ValueError('must be a JSON object of question key → field name, like {"budget?": "budget"}')
+            return {str(k): v for k, v in parsed.items()}
+        return value
+
+    @field_validator(
+        "facebook_page_ids",
+        "facebook_forms_include",
+        "facebook_forms_exclude",
+        "lead_webhook_urls",
+        "delivery_retry_seconds",
+        mode="before",
+    )
     @classmethod
     def _split_list(cls, value: object) -> object:
         if isinstance(value, str):

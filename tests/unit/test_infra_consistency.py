@@ -33,6 +33,10 @@ KEYVAULT_BICEP = MODULES / "keyvault.bicep"
 OPTIONAL_IN_AZURE: dict[str, str] = {
     "AzureWebJobsStorage": "replaced by the identity-based AzureWebJobsStorage__* settings (checked separately)",
     "FACEBOOK_APP_SECRET_PREVIOUS": "only during a rotation; kept in Key Vault and read through KEY_VAULT_URL",
+    "FACEBOOK_PAGE_TOKEN_{page_id}": "a page's own token, kept in Key Vault (facebook-page-token--{page_id})",
+    "FACEBOOK_FORMS_INCLUDE": "optional: only these forms (az functionapp config appsettings set)",
+    "FACEBOOK_FORMS_EXCLUDE": "optional: every form but these (az functionapp config appsettings set)",
+    "FIELD_MAP": "optional: question key → field name, JSON (az functionapp config appsettings set)",
     "GRAPH_TIMEOUT_SECONDS": "tuning knob with a default",
     "DELIVERY_TIMEOUT_SECONDS": "tuning knob with a default",
     "DELIVERY_RETRY_SECONDS": "tuning knob with a default (the Standard Webhooks ladder)",
