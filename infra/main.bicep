@@ -399,6 +399,17 @@ module alerts 'modules/alerts.bicep' = if (!empty(alertEmailTo)) {
   }
 }
 
+// The operators' workbook on the Application Insights component; its panels are the queries of docs/queries.kql
+// marked `// workbook:` (modules/workbook.bicep says how).
+module workbook 'modules/workbook.bicep' = {
+  name: 'workbook'
+  params: {
+    location: location
+    tags: tags
+    appInsightsId: monitoring.outputs.appInsightsId
+  }
+}
+
 // Outputs: azd stores them in the environment (.azure/<env>/.env); the postprovision hook and the pipeline read them.
 @description('Resource group of the deployment.')
 output AZURE_RESOURCE_GROUP string = resourceGroup().name
