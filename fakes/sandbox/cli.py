@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from devhost.stop_signal import StopSignal
-from fakes.sandbox.environment import local_environment, page_ids
+from fakes.sandbox.environment import local_environment, page_ids, page_tokens
 from fakes.sandbox.server import serve
 from fakes.sandbox.state import SandboxGraph
 from shared.settings import SettingsError
@@ -19,7 +19,22 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=7072)
     parser.add_argument("--subscribed", action="store_true", help="start with the app installed on every page")
+    parser.add_argument(
+        "--page-token",
+        action="append",
+        default=[],
+        type=_page_token,
+        metavar="PAGE=TOKEN",
+        help="a Page token that serves only that page (repeatable; adds to FACEBOOK_PAGE_TOKEN_{page_id})",
+    )
     return parser
+
+
+def _page_token(text: str) -> tuple[str, str]:
+    page_id, _, token = text.partition("=")
+    if not page_id.strip().isdigit() or not token.strip():
+        raise argparse.ArgumentTypeError(f"expected PAGE=TOKEN with a numeric page id, got {text!r}")
+    return page_id.strip(), token.strip()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -31,12 +46,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"sandbox graph: {exc}", file=sys.stderr)
         return 1
+    tokens = {**page_tokens(env), **dict(args.page_token)}
+    pages = page_ids(env)
+    pages += sorted(set(tokens) - set(pages))  # a page with its own token is served even if not listed
     sandbox = SandboxGraph(
         access_tokens=[env["FACEBOOK_ACCESS_TOKEN"]],
         app_id=env["FACEBOOK_APP_ID"],
-        page_ids=page_ids(env),
+        page_ids=pages,
         app_secret=env.get("FACEBOOK_APP_SECRET") or None,
         subscribed=args.subscribed,
+        page_tokens=tokens,
     )
     stop = StopSignal()  # its handler takes no lock: a signal at any moment cannot wedge the wait below
     stop.install()
@@ -45,7 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"sandbox graph: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
-    print(f"Sandbox Graph API on {running.url} (pages {', '.join(sandbox.page_ids)})", flush=True)
+    own = f"; Page tokens for {', '.join(sorted(tokens))}" if tokens else ""
+    print(f"Sandbox Graph API on {running.url} (pages {', '.join(sandbox.page_ids)}{own})", flush=True)
     try:
         stop.wait()
     finally:

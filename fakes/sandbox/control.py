@@ -3,13 +3,15 @@
 | route | does |
 |---|---|
 | `GET /_sandbox/health` | `{"ok": true}` once serving |
-| `POST /_sandbox/leads` | create a lead, optionally in the past or from an ad; `{"id"}` |
+| `POST /_sandbox/leads` | create a lead, maybe in the past or from an ad; no `field_data`: every question answered |
 | `GET /_sandbox/leads` | every lead with all fields plus `page_id`, in creation order |
 | `GET /_sandbox/calls` | Graph calls per route kind and `total` |
 | `GET /_sandbox/capi_events` | Conversions API events received, each with `dataset_id` and `test_event_code` |
 | `POST /_sandbox/reset` | back to the starting state (lead ids keep increasing) |
 | `POST` / `GET` / `DELETE /_sandbox/faults` | inject a fault / list active ones / clear all |
-| `POST /_sandbox/tokens` | `{"valid": [...], "expired": [...]}`: replace valid tokens, expire some |
+| `POST /_sandbox/tokens` | `{"valid": [...], "expired": [...]}`: replace global tokens, expire any (global or Page) |
+| `POST /_sandbox/page_tokens` | `{"page_id", "token"}`: add or renew a Page token that serves only that page |
+| `GET /_sandbox/page_tokens` | `{"data": {page id: token}}`: the Page tokens, valid or expired |
 | `POST /_sandbox/quirks` | `{"short_pages": N, "usage": {...}}`: cap `/leads` pages, fix `X-App-Usage` |
 """
 
@@ -56,7 +58,7 @@ def create_lead(sandbox: SandboxGraph, body: dict[str, Any]) -> JsonResponse:
         raise invalid_parameter("platform must be a string")
     lead_id = sandbox.create_lead(
         str(form_id),
-        body.get("field_data", []),
+        body.get("field_data"),
         created_time=created,
         platform=platform,
         custom_disclaimer_responses=body.get("custom_disclaimer_responses"),
@@ -84,6 +86,18 @@ def add_fault(sandbox: SandboxGraph, body: dict[str, Any]) -> JsonResponse:
 def set_tokens(sandbox: SandboxGraph, body: dict[str, Any]) -> JsonResponse:
     """Replace the valid tokens and/or expire some."""
     sandbox.set_tokens(valid=_string_list(body, "valid"), expired=_string_list(body, "expired"))
+    return _success()
+
+
+def add_page_token(sandbox: SandboxGraph, body: dict[str, Any]) -> JsonResponse:
+    """Bind a token to one configured page as its Page token."""
+    page_id, token = body.get("page_id"), body.get("token")
+    if not isinstance(page_id, str | int) or isinstance(page_id, bool) or not str(page_id).isdigit():
+        raise invalid_parameter("page_id must be a page id")
+    if not isinstance(token, str) or not token:
+        raise invalid_parameter("token must be a non-empty string")
+    sandbox.add_page_token(str(page_id), token)
+    logger.info("sandbox page token added for page %s", page_id)
     return _success()
 
 
@@ -123,6 +137,8 @@ ROUTES: dict[tuple[str, str], ControlHandler] = {
     ("GET", "/_sandbox/faults"): lambda sandbox, _: JsonResponse(200, {"data": sandbox.active_faults()}),
     ("DELETE", "/_sandbox/faults"): _clear_faults,
     ("POST", "/_sandbox/tokens"): set_tokens,
+    ("POST", "/_sandbox/page_tokens"): add_page_token,
+    ("GET", "/_sandbox/page_tokens"): lambda sandbox, _: JsonResponse(200, {"data": sandbox.page_tokens()}),
     ("POST", "/_sandbox/quirks"): set_quirks,
 }
 

@@ -1,4 +1,8 @@
-"""The settings a local tool (sandbox, simulator) runs with: env over `local.settings.json` over defaults."""
+"""The settings a local tool (sandbox, simulator) runs with: env over `local.settings.json` over defaults.
+
+Besides the merged settings it reads the page ids (`FACEBOOK_PAGE_IDS`) and each page's own token
+(`FACEBOOK_PAGE_TOKEN_{page_id}`), as the agent does.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ from pathlib import Path
 from devhost.defaults import apply_local_defaults
 from devhost.local_settings import LocalSettingsError, read_local_settings
 from shared.settings import SettingsError
+
+PAGE_TOKEN_PREFIX = "FACEBOOK_PAGE_TOKEN_"
 
 
 def local_environment(
@@ -29,3 +35,12 @@ def local_environment(
 def page_ids(environ: Mapping[str, str]) -> list[str]:
     """`FACEBOOK_PAGE_IDS` split on commas, blanks dropped."""
     return [part.strip() for part in environ.get("FACEBOOK_PAGE_IDS", "").split(",") if part.strip()]
+
+
+def page_tokens(environ: Mapping[str, str]) -> dict[str, str]:
+    """Page id → token from every non-empty `FACEBOOK_PAGE_TOKEN_{page_id}` (the sample's placeholder skipped)."""
+    return {
+        name.removeprefix(PAGE_TOKEN_PREFIX): value.strip()
+        for name, value in environ.items()
+        if name.startswith(PAGE_TOKEN_PREFIX) and name.removeprefix(PAGE_TOKEN_PREFIX).isdigit() and value.strip()
+    }

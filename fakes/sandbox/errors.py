@@ -83,6 +83,14 @@ def object_not_found(object_id: str, method: str = "get") -> GraphError:
     )
 
 
+def permission_denied() -> GraphError:
+    """200: the token may not act on this object (a Page token used on another page's objects).
+
+    Meta's wording and code for a missing permission (codes 10 and 200-299 in its error table).
+    """
+    return GraphError("(#200) Permissions error", code=200)
+
+
 def unknown_path(path: str) -> GraphError:
     """100: no Graph route has this shape."""
     return GraphError(f"Unknown path components: {path}", code=100)

@@ -1,7 +1,8 @@
 """Faults the sandbox injects on purpose: expired tokens, throttling, 5xx, slow answers, lost permissions.
 
 A fault matches Graph calls of one route kind (or all of them) and lasts for the next `count`
-matching calls, for `seconds`, or until cleared, whichever ends first. Each fault turns into the
+matching calls, for `seconds`, or until cleared, whichever ends first; `page` narrows it to calls
+on that page's objects and `token` to calls made with that token (one page's token expiring). Each fault turns into the
 exact error Meta sends for that condition, headers included; a `slow` fault (default delay 1 s)
 only delays the normal answer. A `proxy_error` fault (default `status` 403) is not Meta speaking:
 it answers as a proxy or gateway in front of Graph would, with an HTML page and no Graph envelope
@@ -22,7 +23,7 @@ from fakes.sandbox.errors import GraphError, expired_token
 
 FaultKind = Literal["token_expired", "throttle", "server_error", "slow", "permission", "proxy_error"]
 RouteKind = Literal[
-    "lead", "form_leads", "leadgen_forms", "debug_token", "subscribed_apps", "test_leads", "capi_events"
+    "lead", "form", "form_leads", "leadgen_forms", "debug_token", "subscribed_apps", "test_leads", "capi_events"
 ]
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 ROUTE_KINDS: tuple[str, ...] = get_args(RouteKind)
@@ -75,14 +76,20 @@ class Fault:
     delay: float = 0.0
     regain_minutes: int = 1
     status: int | None = None
+    page: str | None = None
+    token: str | None = None
 
     def is_over(self, now: float) -> bool:
         """Whether the fault has used up its count or its time."""
         return (self.remaining is not None and self.remaining <= 0) or (self.until is not None and now >= self.until)
 
-    def matches(self, route: str) -> bool:
-        """Whether a call of this route kind is affected."""
-        return self.route is None or self.route == route
+    def matches(self, route: str, page_id: str | None = None, token: str | None = None) -> bool:
+        """Whether a call of this route kind, on this page's objects, made with this token, is affected."""
+        return (
+            (self.route is None or self.route == route)
+            and (self.page is None or self.page == page_id)
+            and (self.token is None or self.token == token)
+        )
 
     def describe(self, now: float) -> dict[str, Any]:
         """A JSON view for the control API: what it does and how much of it is left."""
@@ -96,6 +103,8 @@ class Fault:
             "delay": self.delay,
             "regain_minutes": self.regain_minutes,
             "status": self.status,
+            "page": self.page,
+            "token": self.token,
         }
 
     def proxy_page(self) -> ProxyPage:
@@ -167,6 +176,11 @@ def fault_from_spec(spec: Mapping[str, Any], monotonic_now: float) -> Fault:
     status = _optional_int(spec, "status")
     if status is not None and not 400 <= status <= 599:
         raise ValueError("status must be an HTTP error status (400-599)")
+    page, token = spec.get("page"), spec.get("token")
+    if page is not None and not (isinstance(page, str) and page.isdigit()):
+        raise ValueError("page must be a page id (a string of digits)")
+    if token is not None and not (isinstance(token, str) and token):
+        raise ValueError("token must be a non-empty string")
     return Fault(
         kind=cast(FaultKind, kind),
         route=cast("RouteKind | None", route),
@@ -177,6 +191,8 @@ def fault_from_spec(spec: Mapping[str, Any], monotonic_now: float) -> Fault:
         delay=float(delay),
         regain_minutes=1 if regain is None else regain,
         status=status,
+        page=page,
+        token=token,
     )
 
 
@@ -194,13 +210,13 @@ class FaultBook:
             self._faults.append(fault)
         return fault
 
-    def take(self, route: str) -> Fault | None:
-        """The first fault matching a call of this route kind, used up by one; None when none applies."""
+    def take(self, route: str, page_id: str | None = None, token: str | None = None) -> Fault | None:
+        """The first fault matching this call, used up by one; None when none applies."""
         now = time.monotonic()
         with self._lock:
             self._faults = [fault for fault in self._faults if not fault.is_over(now)]
             for fault in self._faults:
-                if fault.matches(route):
+                if fault.matches(route, page_id, token):
                     if fault.remaining is not None:
                         fault.remaining -= 1
                     return fault

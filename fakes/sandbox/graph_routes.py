@@ -1,8 +1,9 @@
 """The Graph API routes the sandbox speaks, with Meta's shapes, in the order Meta applies checks.
 
-Every call is counted, then authorised (190 when the token is missing, unknown or expired), then
-offered to the fault book, then answered. A route is chosen by the path's shape alone, so an
-unknown object id gets the same 100/33 answer Meta gives.
+Every call is counted, then authorised (190 when the token is missing, unknown or expired; 200
+when a Page token is used on another page's objects), then offered to the fault book, then
+answered. A route is chosen by the path's shape alone (`GET /{id}` of a form is counted as
+`form`), so an unknown object id gets the same 100/33 answer Meta gives.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from fakes.sandbox.conversions import checked_events, checked_test_event_code
 from fakes.sandbox.errors import GraphError, invalid_parameter, new_fbtrace_id, object_not_found, unknown_path
 from fakes.sandbox.messages import JsonResponse, SandboxRequest
 from fakes.sandbox.paging import decode_cursor, encode_cursor, parse_filtering, parse_limit
-from fakes.sandbox.records import StoredLead, parse_fields
+from fakes.sandbox.records import StoredLead, parse_field_tree, parse_fields
 from fakes.sandbox.state import SandboxGraph
 
 logger = logging.getLogger("fakes.sandbox")
@@ -32,6 +33,8 @@ _SHAPES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^/([^/]+)/events/?$"), "capi_events"),
     (re.compile(r"^/([^/_][^/]*)/?$"), "lead"),
 )
+# Route kinds whose object belongs to one page: a Page token reaches them only on its own page.
+PAGE_SCOPED = frozenset({"lead", "form", "form_leads", "test_leads", "leadgen_forms", "subscribed_apps"})
 
 
 def resolve(path: str) -> tuple[str, str] | None:
@@ -77,6 +80,14 @@ def get_lead(sandbox: SandboxGraph, request: SandboxRequest, lead_id: str) -> Js
     return JsonResponse(200, sandbox.lead(lead_id).render(parse_fields(request.params.get("fields"))))
 
 
+def get_form(sandbox: SandboxGraph, request: SandboxRequest, form_id: str) -> JsonResponse:
+    """`GET /{form-id}?fields=…` (e.g. `id,name,status,questions` or `questions{key,type}`)."""
+    _only(request, form_id, "GET")
+    tree = parse_field_tree(request.params.get("fields"))
+    form, count, organic = sandbox.form_with_counts(form_id)
+    return JsonResponse(200, form.render(None if tree is None else list(tree), count, organic, tree))
+
+
 def get_form_leads(sandbox: SandboxGraph, request: SandboxRequest, form_id: str) -> JsonResponse:
     """`GET /{form-id}/leads?fields=…&filtering=…&limit=…&after=…`, newest first."""
     _only(request, form_id, "GET")
@@ -108,9 +119,10 @@ def form_test_leads(sandbox: SandboxGraph, request: SandboxRequest, form_id: str
 def get_leadgen_forms(sandbox: SandboxGraph, request: SandboxRequest, page_id: str) -> JsonResponse:
     """`GET /{page-id}/leadgen_forms?fields=…`."""
     _only(request, page_id, "GET")
-    fields = parse_fields(request.params.get("fields"))
+    tree = parse_field_tree(request.params.get("fields"))
+    fields = None if tree is None else list(tree)
     rows = sandbox.forms_of(page_id)
-    data = [form.render(fields, count, organic) for form, count, organic in rows]
+    data = [form.render(fields, count, organic, tree) for form, count, organic in rows]
     body: dict[str, Any] = {"data": data}
     if rows:
         first, last = rows[0][0].id, rows[-1][0].id
@@ -169,6 +181,7 @@ def post_capi_events(sandbox: SandboxGraph, request: SandboxRequest, dataset_id:
 
 HANDLERS: dict[str, Handler] = {
     "lead": get_lead,
+    "form": get_form,
     "form_leads": get_form_leads,
     "test_leads": form_test_leads,
     "leadgen_forms": get_leadgen_forms,
@@ -188,13 +201,18 @@ def handle_graph(sandbox: SandboxGraph, request: SandboxRequest, wait: Callable[
     """Answer one Graph call; raises `GraphError` with Meta's envelope for every failure."""
     resolved = resolve(request.path)
     kind, object_id = resolved if resolved else ("unknown", "")
+    if kind == "lead" and sandbox.is_form(object_id):
+        kind = "form"
     sandbox.record_call(kind)
     sandbox.authorize(request.token, app_token_ok=kind == "debug_token")
     if resolved is None:
         parts = request.path.strip("/").split("/", 1)
         raise unknown_path("/" + parts[-1])
-    page_id = sandbox.page_of(object_id)
-    fault = sandbox.take_fault(kind)
+    owner = sandbox.owner_of(object_id) if kind in PAGE_SCOPED else None
+    if owner is not None:
+        sandbox.authorize_page(request.token, owner)
+    page_id = owner or sandbox.page_of(object_id)
+    fault = sandbox.take_fault(kind, owner, request.token)
     if fault is not None:
         logger.info("sandbox fault %s on %s call for %s", fault.kind, kind, object_id or "-")
         if fault.kind == "proxy_error":

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from fakes.sandbox.errors import invalid_parameter, unknown_field
+from fakes.sandbox.questions import QUESTION_FIELDS
 
 GRAPH_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S+0000"
 AD_FIELDS = ("ad_id", "ad_name", "adset_id", "adset_name", "campaign_id", "campaign_name")
@@ -47,25 +48,48 @@ def graph_time(epoch: float) -> str:
     return time.strftime(GRAPH_TIME_FORMAT, time.gmtime(int(epoch)))
 
 
-def parse_fields(raw: str | None) -> list[str] | None:
-    """The top-level names in a `fields` parameter (`a,b{c,d},e` gives `a,b,e`); None when omitted."""
+def parse_field_tree(raw: str | None) -> dict[str, list[str] | None] | None:
+    """The top-level names in a `fields` parameter, each with its `{…}` sub-selection (None without one).
+
+    `a,b{c,d{e}},f` gives `{"a": None, "b": ["c", "d"], "f": None}`; None when `fields` is omitted.
+    """
     if raw is None or not raw.strip():
         return None
-    names: list[str] = []
+    tree: dict[str, list[str] | None] = {}
     depth = 0
-    current = ""
+    name = inner = ""
+    has_inner = False
+
+    def close() -> None:
+        if name.strip():
+            tree[name.strip()] = parse_fields(inner) if has_inner else None
+
     for char in raw:
         if char == "{":
+            if depth > 0:
+                inner += char
             depth += 1
+            has_inner = True
         elif char == "}":
             depth = max(0, depth - 1)
+            if depth > 0:
+                inner += char
         elif char == "," and depth == 0:
-            names.append(current.strip())
-            current = ""
+            close()
+            name = inner = ""
+            has_inner = False
         elif depth == 0:
-            current += char
-    names.append(current.strip())
-    return [name for name in names if name]
+            name += char
+        else:
+            inner += char
+    close()
+    return tree
+
+
+def parse_fields(raw: str | None) -> list[str] | None:
+    """The top-level names in a `fields` parameter (`a,b{c,d},e` gives `a,b,e`); None when omitted."""
+    tree = parse_field_tree(raw)
+    return None if tree is None else list(tree)
 
 
 def select_fields(
@@ -156,10 +180,26 @@ class LeadForm:
     created_time: int
     status: str = "ACTIVE"
     locale: str = "en_US"
-    questions: tuple[dict[str, str], ...] = ()
+    questions: tuple[dict[str, Any], ...] = ()
 
-    def render(self, requested: Sequence[str] | None, leads_count: int, organic_leads_count: int) -> dict[str, Any]:
-        """The form node for a request's `fields` (default: id, name, status, locale, created_time, leads_count)."""
+    def render(
+        self,
+        requested: Sequence[str] | None,
+        leads_count: int,
+        organic_leads_count: int,
+        subfields: Mapping[str, Sequence[str] | None] | None = None,
+    ) -> dict[str, Any]:
+        """The form node for a request's `fields` (default: id, name, status, locale, created_time, leads_count).
+
+        `subfields` holds `questions{key,type}`-style selections: each question keeps only those.
+        """
+        wanted = (subfields or {}).get("questions")
+        for name in wanted or ():
+            if name not in QUESTION_FIELDS:
+                raise unknown_field(name, "LeadGenQuestion")
+        questions = [
+            {k: copy.deepcopy(v) for k, v in q.items() if wanted is None or k in wanted} for q in self.questions
+        ]
         full: dict[str, Any] = {
             "id": self.id,
             "name": self.name,
@@ -169,6 +209,6 @@ class LeadForm:
             "leads_count": leads_count,
             "organic_leads_count": organic_leads_count,
             "page_id": self.page_id,
-            "questions": [dict(question) for question in self.questions],
+            "questions": questions,
         }
         return select_fields(full, requested, FORM_DEFAULT_FIELDS, FORM_FIELDS, "LeadgenForm")

@@ -20,24 +20,13 @@ from fakes.sandbox.errors import object_not_found as not_found
 from fakes.sandbox.faults import Fault, FaultBook
 from fakes.sandbox.metering import CallMeter
 from fakes.sandbox.paging import SortKey, TimeFilter, slice_newest_first
+from fakes.sandbox.questions import dummy_answers, form_questions
 from fakes.sandbox.records import LeadForm, StoredLead, normalise_disclaimers, normalise_field_data
 from fakes.sandbox.tokens import APP_NAME, TokenBook
 
 DEFAULT_PAGE_ID = "1000000000001"
 DEFAULT_APP_ID = "1234567890"
 FORM_CREATED_TIME = 1767225600  # 2026-01-01T00:00:00+0000
-FORM_QUESTIONS: tuple[dict[str, str], ...] = (
-    {"key": "full_name", "label": "Full name", "type": "FULL_NAME"},
-    {"key": "email", "label": "Email", "type": "EMAIL"},
-    {"key": "phone_number", "label": "Phone number", "type": "PHONE"},
-    {"key": "city", "label": "City", "type": "CITY"},
-    {
-        "key": "which_services_are_you_interested_in?",
-        "label": "Which services are you interested in?",
-        "type": "CUSTOM",
-    },
-)
-DUMMY_FIELD_DATA = (("full_name", "<test lead: dummy data for full_name>"), ("email", "test@fb.com"))
 
 
 def _forms_of(page_id: str, count: int) -> list[LeadForm]:
@@ -47,14 +36,18 @@ def _forms_of(page_id: str, count: int) -> list[LeadForm]:
             page_id=page_id,
             name=f"Sandbox Lead Form {number}",
             created_time=FORM_CREATED_TIME,
-            questions=tuple({"id": f"{page_id}{number:02d}{index}", **q} for index, q in enumerate(FORM_QUESTIONS)),
+            questions=form_questions(f"{page_id}{number:02d}", number),
         )
         for number in range(1, count + 1)
     ]
 
 
 class SandboxGraph:
-    """In-memory Graph API state for a few pages, each with `forms_per_page` ACTIVE lead forms."""
+    """In-memory Graph API state for a few pages, each with `forms_per_page` ACTIVE lead forms.
+
+    `access_tokens` serve every page; `page_tokens` (page id → token) are Page tokens that serve
+    only their page (`ValueError` for a page that is not configured).
+    """
 
     def __init__(
         self,
@@ -66,6 +59,7 @@ class SandboxGraph:
         app_secret: str | None = None,
         subscribed: bool = False,
         clock: Callable[[], float] = time.time,
+        page_tokens: Mapping[str, str] | None = None,
     ) -> None:
         self._lock = threading.RLock()
         self._clock = clock
@@ -74,6 +68,10 @@ class SandboxGraph:
         self.page_ids: tuple[str, ...] = tuple(page_ids) or (DEFAULT_PAGE_ID,)
         self._forms = {form.id: form for page in self.page_ids for form in _forms_of(page, forms_per_page)}
         self._initial_tokens = tuple([access_tokens] if isinstance(access_tokens, str) else access_tokens)
+        self._initial_page_tokens = dict(page_tokens or {})
+        unknown = sorted(set(self._initial_page_tokens) - set(self.page_ids))
+        if unknown:
+            raise ValueError(f"page tokens for pages that are not configured: {', '.join(unknown)}")
         self._initially_subscribed = subscribed
         self._last_lead_id = 0
         self._restore()
@@ -83,7 +81,9 @@ class SandboxGraph:
         self._subscriptions: dict[str, tuple[str, ...]] = (
             {page: ("leadgen",) for page in self.page_ids} if self._initially_subscribed else {}
         )
-        self.tokens = TokenBook(self._initial_tokens, self.app_id, self.app_secret, self.page_ids[0], self._clock)
+        self.tokens = TokenBook(
+            self._initial_tokens, self.app_id, self.app_secret, self._clock, page_tokens=self._initial_page_tokens
+        )
         self.meter = CallMeter()
         self.faults = FaultBook()
         self.short_pages: int | None = None
@@ -105,12 +105,28 @@ class SandboxGraph:
         """Return when `token` may call the Graph API; raise 190 (or 190/463 if expired) otherwise."""
         self.tokens.authorize(token, app_token_ok=app_token_ok)
 
+    def authorize_page(self, token: str | None, page_id: str) -> None:
+        """Return when `token` reaches the page's objects; 200 "Permissions error" for another page's Page token."""
+        self.tokens.authorize_page(token, page_id)
+
     def set_tokens(self, valid: Iterable[str] | None = None, expired: Iterable[str] | None = None) -> None:
-        """Replace the valid tokens (when `valid` is given), then expire each of `expired` now."""
+        """Replace the global tokens (when `valid` is given), then expire each of `expired` (global or Page) now.
+
+        A Page token listed in `valid` is renewed and still serves only its page.
+        """
         self.tokens.replace(valid, expired)
 
+    def add_page_token(self, page_id: str, token: str) -> None:
+        """Make `token` a valid Page token of `page_id` (renewing it if it had expired); 100/33 for an unknown page."""
+        self.require_page(page_id, "post")
+        self.tokens.add_page_token(page_id, token)
+
+    def page_tokens(self) -> dict[str, str]:
+        """Page id → its Page token, valid or expired."""
+        return self.tokens.page_tokens()
+
     def debug_token(self, input_token: str) -> dict[str, Any]:
-        """`GET /debug_token`'s `data` for a token: valid, expired (190/463) or unknown (190)."""
+        """`GET /debug_token`'s `data`: a Page token (`PAGE`, `profile_id`), a global one (`SYSTEM_USER`), the app's."""
         return self.tokens.describe(input_token)
 
     def record_call(self, route: str) -> None:
@@ -140,9 +156,16 @@ class SandboxGraph:
         subcode: int | None = None,
         delay: float | None = None,
         regain_minutes: int | None = None,
+        page: str | None = None,
+        token: str | None = None,
     ) -> Fault:
-        """Inject a fault for the next `count` matching calls, for `seconds`, or until cleared."""
+        """Inject a fault for the next `count` matching calls, for `seconds`, or until cleared.
+
+        `page` limits it to calls on that page's objects, `token` to calls made with that token.
+        """
         options = {
+            "page": page,
+            "token": token,
             "count": count,
             "seconds": seconds,
             "route": route,
@@ -153,9 +176,9 @@ class SandboxGraph:
         }
         return self.faults.add({"kind": kind, **{k: v for k, v in options.items() if v is not None}})
 
-    def take_fault(self, route: str) -> Fault | None:
+    def take_fault(self, route: str, page_id: str | None = None, token: str | None = None) -> Fault | None:
         """The first active fault matching this call, used up by one; None when the call runs normally."""
-        return self.faults.take(route)
+        return self.faults.take(route, page_id, token)
 
     def active_faults(self) -> list[dict[str, Any]]:
         """The faults still in force, oldest first."""
@@ -173,7 +196,7 @@ class SandboxGraph:
         self.meter.fix_usage(usage)
 
     def reset(self) -> None:
-        """Back to the starting state: no leads, CAPI events, faults, quirks or counts; the configured tokens."""
+        """Back to the starting state: no leads, CAPI events, faults, quirks or counts; the configured tokens only."""
         with self._lock:
             self._restore()
 
@@ -191,6 +214,21 @@ class SandboxGraph:
             if object_id in self._leads:
                 return self._leads[object_id].page_id
         return self.page_ids[0]
+
+    def owner_of(self, object_id: str) -> str | None:
+        """The page a page, form or lead id belongs to; None when no such object exists."""
+        with self._lock:
+            if object_id in self.page_ids:
+                return object_id
+            if object_id in self._forms:
+                return self._forms[object_id].page_id
+            if object_id in self._leads:
+                return self._leads[object_id].page_id
+        return None
+
+    def is_form(self, object_id: str) -> bool:
+        """Whether the id is one of the forms."""
+        return object_id in self._forms
 
     def form(self, form_id: str, method: str = "get") -> LeadForm:
         """The form with this id; 100/33 when there is none."""
@@ -214,6 +252,13 @@ class SandboxGraph:
                     leads = [lead for lead in self._leads.values() if lead.form_id == form.id]
                     rows.append((form, len(leads), sum(lead.is_organic for lead in leads)))
             return rows
+
+    def form_with_counts(self, form_id: str) -> tuple[LeadForm, int, int]:
+        """The form with its lead count and organic lead count; 100/33 when there is none."""
+        form = self.form(form_id)
+        with self._lock:
+            leads = [lead for lead in self._leads.values() if lead.form_id == form.id]
+        return form, len(leads), sum(lead.is_organic for lead in leads)
 
     # --- leads ---------------------------------------------------------------------------------
 
@@ -251,7 +296,7 @@ class SandboxGraph:
     def create_lead(
         self,
         form_id: str,
-        field_data: Any,
+        field_data: Any = None,
         *,
         created_time: float | None = None,
         ad_id: str | None = None,
@@ -264,9 +309,12 @@ class SandboxGraph:
         custom_disclaimer_responses: Any = None,
         is_test: bool = False,
     ) -> str:
-        """Store a lead on the form and return its new id; organic unless `ad_id` is given."""
+        """Store a lead on the form and return its new id; organic unless `ad_id` is given.
+
+        Without `field_data` every question of the form gets a dummy answer, custom ones included.
+        """
         form = self.form(form_id, "post")
-        answers = normalise_field_data(field_data)
+        answers = normalise_field_data(dummy_answers(form.questions) if field_data is None else field_data)
         disclaimers = normalise_disclaimers(custom_disclaimer_responses)
         ad_fields = {
             "ad_id": ad_id,
@@ -296,9 +344,7 @@ class SandboxGraph:
         return lead.id
 
     def create_test_lead(self, form_id: str, field_data: Any = None, custom_disclaimer_responses: Any = None) -> str:
-        """A test lead created now, like `POST /{form-id}/test_leads`; Meta's dummy answers when none given."""
-        if field_data is None:
-            field_data = [{"name": name, "values": [value]} for name, value in DUMMY_FIELD_DATA]
+        """A test lead created now, like `POST /{form-id}/test_leads`; every question dummy-answered when none given."""
         return self.create_lead(
             form_id, field_data, custom_disclaimer_responses=custom_disclaimer_responses, is_test=True
         )

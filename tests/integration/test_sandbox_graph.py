@@ -499,13 +499,13 @@ def test_unknown_page_forms_is_unsupported_get_request(graph: Graph) -> None:
     assert (error["code"], error["error_subcode"]) == (100, 33)
 
 
-def test_debug_token_describes_a_valid_page_token(graph: Graph) -> None:
+def test_debug_token_describes_a_global_token_as_a_system_user_token(graph: Graph) -> None:
     data = graph.get("debug_token", input_token=TOKEN).json()["data"]
 
     assert data["is_valid"] is True
-    assert (data["app_id"], data["type"], data["application"]) == (APP_ID, "PAGE", "Sandbox Lead App")
+    assert (data["app_id"], data["type"], data["application"]) == (APP_ID, "SYSTEM_USER", "Sandbox Lead App")
     assert data["expires_at"] == 0
-    assert data["profile_id"] == PAGE
+    assert data["user_id"] and "profile_id" not in data
     assert {"leads_retrieval", "pages_manage_metadata", "pages_show_list"} <= set(data["scopes"])
     assert data["data_access_expires_at"] > data["issued_at"] > 0
 
@@ -554,6 +554,7 @@ def test_calls_are_counted_per_route_kind_including_failures(graph: Graph) -> No
     graph.get(lead_id)
     graph.get("404")
     graph.get(f"{FORM}/leads")
+    graph.get(FORM, fields="questions")
     graph.get(f"{PAGE}/leadgen_forms")
     graph.get("debug_token", input_token=TOKEN)
     graph.get(f"{PAGE}/subscribed_apps")
@@ -562,13 +563,14 @@ def test_calls_are_counted_per_route_kind_including_failures(graph: Graph) -> No
 
     assert calls == {
         "lead": 2,
+        "form": 1,
         "form_leads": 1,
         "leadgen_forms": 1,
         "debug_token": 1,
         "subscribed_apps": 1,
         "test_leads": 1,
         "capi_events": 0,
-        "total": 7,
+        "total": 8,
     }
 
 
