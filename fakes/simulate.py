@@ -1,10 +1,13 @@
 """Simulate Meta: create test leads through a Graph API and deliver signed `leadgen` webhooks for them.
 
-`python -m fakes.simulate --leads N --rate R [--duplicates P] [--batch B] [--webhook URL]
-[--graph URL] [--graph-version V] [--seed S] [--ids-out FILE]` discovers the forms of each page in
-`FACEBOOK_PAGE_IDS`, creates N leads with `POST /{form-id}/test_leads` (realistic answers, about
-one name in five non-ASCII), and posts Meta's exact webhook shape to the devhost at R leads per
-second: up to B changes per POST, grouped by page, ids mostly JSON strings and sometimes JSON
+`python -m fakes.simulate --leads N --rate R [--duplicates P] [--batch B] [--pages P1,P2]
+[--webhook URL] [--graph URL] [--graph-version V] [--seed S] [--ids-out FILE]` discovers the forms
+and their questions on each page (every page in `FACEBOOK_PAGE_IDS` and every page with a
+`FACEBOOK_PAGE_TOKEN_{page_id}`, or those of `--pages`), creates N leads spread over them with
+`POST /{form-id}/test_leads` (a realistic answer to every question of the form, custom ones
+included, about one name in five non-ASCII), each page's calls made with its own Page token when
+it has one (`FACEBOOK_ACCESS_TOKEN` otherwise), and posts Meta's exact webhook shape to the devhost
+at R leads per second: up to B changes per POST, grouped by page, ids mostly JSON strings and sometimes JSON
 numbers, the body as escaped ASCII and signed with `X-Hub-Signature-256` over its exact bytes.
 With `--duplicates P` each lead is delivered again, in a later POST, with probability P.
 Settings come from the environment, then `local.settings.json`, then `devhost.defaults`.
@@ -29,7 +32,7 @@ from typing import Any
 
 import requests
 
-from fakes.sandbox.environment import local_environment, page_ids
+from fakes.sandbox.environment import local_environment, page_ids, page_tokens
 from shared.settings import SettingsError
 
 DEFAULT_WEBHOOK_URL = "http://127.0.0.1:7071/api/webhook/facebook/leads"
@@ -57,6 +60,9 @@ _CITIES = ("Austin", "Leeds", "Dublin", "Toronto", "São Paulo", "Zürich", "Mal
 _SERVICES_KEY = "which_services_are_you_interested_in?"
 _SERVICES = ("solar_panels", "battery_storage", "heat_pump", "ev_charger", "insulation")
 _EMAIL_DOMAINS = ("example.com", "example.org", "example.net")
+_COMPANIES = ("Acme Ltd", "Nordlicht GmbH", "Café Olé SARL", "Blue Harbor Inc", "Żabka Studio")
+_JOB_TITLES = ("Owner", "Operations Manager", "Head of Marketing", "Facilities Lead", "Procurement Officer")
+_FREE_TEXT = ("As soon as possible", "Please call me in the evening", "Not sure yet", "Ça dépend du prix")
 
 
 class SimulationError(RuntimeError):
@@ -101,6 +107,7 @@ class SimulationReport:
     deliveries: int = 0
     duplicate_deliveries: int = 0
     statuses: dict[int, int] = field(default_factory=dict)
+    leads_by_page: dict[str, int] = field(default_factory=dict)
 
 
 def sign(body: bytes, secret: str) -> str:
@@ -135,8 +142,7 @@ def _ascii_fold(text: str) -> str:
     return "".join(char for char in decomposed.lower() if char.isalnum())
 
 
-def fake_field_data(rng: random.Random) -> list[dict[str, Any]]:
-    """Plausible form answers: a name (full or split), email, phone, city and a multi-select custom answer."""
+def _person(rng: random.Random) -> tuple[str, str, str, str]:
     if rng.random() < NON_ASCII_SHARE:
         first, _, last = rng.choice(_NON_ASCII_NAMES).partition(" ")
     else:
@@ -144,6 +150,42 @@ def fake_field_data(rng: random.Random) -> list[dict[str, Any]]:
     local_part = ".".join(part for part in (_ascii_fold(first), _ascii_fold(last)) if part) or "lead"
     email = f"{local_part}{rng.randrange(100)}@{rng.choice(_EMAIL_DOMAINS)}"
     phone = rng.choice((f"+1202555{rng.randrange(100, 200):04d}", f"+447700900{rng.randrange(1000):03d}"))
+    return first, last, email, phone
+
+
+def _answer(rng: random.Random, question: Mapping[str, Any], person: tuple[str, str, str, str]) -> list[str]:
+    first, last, email, phone = person
+    kind = question.get("type")
+    standard = {
+        "FULL_NAME": f"{first} {last}",
+        "FIRST_NAME": first,
+        "LAST_NAME": last,
+        "EMAIL": email,
+        "PHONE": phone,
+    }
+    if kind in standard:
+        return [standard[str(kind)]]
+    if kind == "CITY":
+        return [rng.choice(_CITIES)]
+    if kind in ("ZIP", "POST_CODE"):
+        return [f"{rng.randrange(10000, 99999)}"]
+    if kind == "COMPANY_NAME":
+        return [rng.choice(_COMPANIES)]
+    if kind == "JOB_TITLE":
+        return [rng.choice(_JOB_TITLES)]
+    options = [str(o["value"]) for o in question.get("options") or () if isinstance(o, dict) and "value" in o]
+    return [rng.choice(options)] if options else [rng.choice(_FREE_TEXT)]
+
+
+def fake_field_data(rng: random.Random, questions: Sequence[Mapping[str, Any]] = ()) -> list[dict[str, Any]]:
+    """Plausible answers: one per question of the form (custom ones too), each named by the question's key.
+
+    Without questions: a name (full or split), email, phone, city and a multi-select custom answer.
+    """
+    person = _person(rng)
+    if questions:
+        return [{"name": str(q["key"]), "values": _answer(rng, q, person)} for q in questions]
+    first, last, email, phone = person
     if rng.random() < 0.5:
         names = [{"name": "full_name", "values": [f"{first} {last}"]}]
     else:
@@ -173,18 +215,24 @@ class _Pacer:
         self._released += 1
 
 
-class _Graph:
-    """The few Graph calls the simulator makes, with the token in the Authorization header."""
+@dataclass(frozen=True)
+class _Form:
+    """An ACTIVE form the simulator fills: its id and its questions as Meta lists them."""
 
-    def __init__(self, session: requests.Session, graph_url: str, version: str, access_token: str) -> None:
+    id: str
+    questions: tuple[Mapping[str, Any], ...]
+
+
+class _Graph:
+    """The few Graph calls the simulator makes, each with the given token in the Authorization header."""
+
+    def __init__(self, session: requests.Session, graph_url: str, version: str) -> None:
         self._session = session
         self._base = "/".join(part for part in (graph_url.rstrip("/"), version.strip("/")) if part)
-        self._headers = {"Authorization": f"Bearer {access_token}"}
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self._session.request(
-            method, f"{self._base}/{path}", headers=self._headers, timeout=TIMEOUT, **kwargs
-        )
+    def _call(self, method: str, path: str, token: str, **kwargs: Any) -> Any:
+        headers = {"Authorization": f"Bearer {token}"}
+        response = self._session.request(method, f"{self._base}/{path}", headers=headers, timeout=TIMEOUT, **kwargs)
         try:
             body = response.json()
         except ValueError:
@@ -197,14 +245,18 @@ class _Graph:
             )
         return body
 
-    def active_forms(self, page_id: str) -> list[str]:
-        """The ids of the page's ACTIVE lead forms."""
-        body = self._call("GET", f"{page_id}/leadgen_forms", params={"fields": "id,status"})
-        return [str(form["id"]) for form in body.get("data", []) if form.get("status", "ACTIVE") == "ACTIVE"]
+    def active_forms(self, page_id: str, token: str) -> list[_Form]:
+        """The page's ACTIVE lead forms with their questions."""
+        body = self._call("GET", f"{page_id}/leadgen_forms", token, params={"fields": "id,status,questions"})
+        return [
+            _Form(str(form["id"]), tuple(q for q in form.get("questions") or () if isinstance(q, dict) and "key" in q))
+            for form in body.get("data", [])
+            if form.get("status", "ACTIVE") == "ACTIVE"
+        ]
 
-    def create_test_lead(self, form_id: str, field_data: list[dict[str, Any]]) -> str:
+    def create_test_lead(self, form_id: str, token: str, field_data: list[dict[str, Any]]) -> str:
         """A new test lead on the form; its id."""
-        return str(self._call("POST", f"{form_id}/test_leads", json={"field_data": field_data})["id"])
+        return str(self._call("POST", f"{form_id}/test_leads", token, json={"field_data": field_data})["id"])
 
 
 def _deliver(session: requests.Session, url: str, body: bytes, app_secret: str) -> int:
@@ -227,11 +279,14 @@ def simulate(
     duplicates: float = 0.0,
     batch: int = 1,
     seed: int | None = None,
+    page_tokens: Mapping[str, str] | None = None,
 ) -> SimulationReport:
     """Create `leads` leads at `rate` per second and deliver each at least once in signed POSTs of up to `batch`.
 
-    Every created lead id is delivered once as new; with probability `duplicates` it is delivered
-    again in a later POST. Raises `SimulationError` when the Graph API refuses a call.
+    Leads are spread at random over the pages' ACTIVE forms, each answering every question of its
+    form; a page's calls use its token in `page_tokens`, else `access_token`. Every created lead id
+    is delivered once as new; with probability `duplicates` it is delivered again in a later POST.
+    Raises `SimulationError` when the Graph API refuses a call.
     """
     if batch < 1:
         raise ValueError("batch must be at least 1")
@@ -241,12 +296,14 @@ def simulate(
     report = SimulationReport()
     statuses: Counter[int] = Counter()
     pending: deque[tuple[WebhookChange, bool]] = deque()
+    by_page: Counter[str] = Counter()
+    tokens = {page: (page_tokens or {}).get(page) or access_token for page in page_ids}
     with requests.Session() as session:
-        graph = _Graph(session, graph_url, version, access_token)
-        forms = {page: graph.active_forms(page) for page in page_ids}
+        graph = _Graph(session, graph_url, version)
+        forms = {page: graph.active_forms(page, tokens[page]) for page in page_ids}
         pages = [page for page, page_forms in forms.items() if page_forms]
         if leads > 0 and not pages:
-            raise SimulationError("no page in FACEBOOK_PAGE_IDS has an ACTIVE lead form")
+            raise SimulationError("no page given has an ACTIVE lead form")
 
         def send(count: int) -> None:
             sent = [pending.popleft() for _ in range(min(count, len(pending)))]
@@ -262,15 +319,18 @@ def simulate(
             pacer.wait_turn()
             page = rng.choice(pages)
             form = rng.choice(forms[page])
-            lead_id = graph.create_test_lead(form, fake_field_data(rng))
+            lead_id = graph.create_test_lead(form.id, tokens[page], fake_field_data(rng, form.questions))
             report.lead_ids.append(lead_id)
-            change = WebhookChange(lead_id, page, form, int(time.time()), numeric_ids=rng.random() < NUMERIC_ID_SHARE)
+            by_page[page] += 1
+            numeric = rng.random() < NUMERIC_ID_SHARE
+            change = WebhookChange(lead_id, page, form.id, int(time.time()), numeric_ids=numeric)
             pending.append((change, False))
             while len(pending) >= batch:
                 send(batch)
         while pending:
             send(batch)
     report.statuses = dict(sorted(statuses.items()))
+    report.leads_by_page = dict(sorted(by_page.items()))
     return report
 
 
@@ -280,12 +340,31 @@ def _parser(env: dict[str, str]) -> argparse.ArgumentParser:
     parser.add_argument("--rate", type=float, default=2.0, help="leads per second (default 2; 0 = no pacing)")
     parser.add_argument("--duplicates", type=float, default=0.0, help="chance each lead is delivered again")
     parser.add_argument("--batch", type=int, default=1, help="most changes per webhook POST (default 1)")
+    parser.add_argument(
+        "--pages",
+        type=_page_list,
+        default=None,
+        help="comma-separated page ids to create leads on (default: every configured page)",
+    )
     parser.add_argument("--webhook", default=DEFAULT_WEBHOOK_URL, help="the webhook URL to POST to")
     parser.add_argument("--graph", default=env["FACEBOOK_GRAPH_URL"], help="the Graph API base URL")
     parser.add_argument("--graph-version", default=env["FACEBOOK_GRAPH_VERSION"], help="e.g. v26.0")
     parser.add_argument("--seed", type=int, default=None, help="random seed for repeatable runs")
     parser.add_argument("--ids-out", type=Path, default=None, help="write the created lead ids here, one a line")
     return parser
+
+
+def _page_list(text: str) -> list[str]:
+    pages = [part.strip() for part in text.split(",") if part.strip()]
+    if not pages or not all(page.isdigit() for page in pages):
+        raise argparse.ArgumentTypeError(f"expected comma-separated numeric page ids, got {text!r}")
+    return pages
+
+
+def configured_pages(env: Mapping[str, str]) -> list[str]:
+    """Every page in `FACEBOOK_PAGE_IDS`, then any other page with its own `FACEBOOK_PAGE_TOKEN_{page_id}`."""
+    pages = page_ids(env)
+    return pages + sorted(set(page_tokens(env)) - set(pages))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -302,18 +381,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             webhook_url=args.webhook,
             app_secret=env["FACEBOOK_APP_SECRET"],
             access_token=env["FACEBOOK_ACCESS_TOKEN"],
-            page_ids=page_ids(env),
+            page_ids=args.pages or configured_pages(env),
             version=args.graph_version,
             leads=args.leads,
             rate=args.rate,
             duplicates=args.duplicates,
             batch=args.batch,
             seed=args.seed,
+            page_tokens=page_tokens(env),
         )
     except (SimulationError, ValueError, requests.RequestException) as exc:
         print(f"simulate: {exc}", file=sys.stderr)
         return 1
     print(f"leads created:        {len(report.lead_ids)}")
+    per_page = ", ".join(f"{page}: {n}" for page, n in report.leads_by_page.items())
+    print(f"leads per page:       {per_page or 'none'}")
     print(f"webhook POSTs sent:   {report.posts}")
     print(f"changes delivered:    {report.deliveries}")
     print(f"duplicate deliveries: {report.duplicate_deliveries}")

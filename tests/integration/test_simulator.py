@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from fakes.sandbox import RunningSandbox, SandboxGraph, serve
-from fakes.simulate import SimulationReport, WebhookChange, build_webhook_body, sign, simulate
+from fakes.simulate import SimulationError, SimulationReport, WebhookChange, build_webhook_body, sign, simulate
 from tests.support.waiting import port_open, wait_until
 
 SECRET = "local-sandbox-app-secret"
@@ -217,12 +217,28 @@ def test_simulated_answers_are_realistic_and_some_names_are_not_ascii(
     run(sandbox, receiver, leads=40, seed=6)
 
     answers = [{f["name"]: f["values"] for f in lead["field_data"]} for lead in sandbox.sandbox.all_leads()]
-    names = [" ".join(a.get("full_name") or [*a["first_name"], *a["last_name"]]) for a in answers]
+    names = [answer["full_name"][0] for answer in answers]
     assert any(not name.isascii() for name in names)
     assert sum(name.isascii() for name in names) > len(names) / 2
     for answer in answers:
-        assert "@" in answer["email"][0] and answer["phone_number"][0].startswith("+") and answer["city"]
-        assert len(answer["which_services_are_you_interested_in?"]) >= 2
+        assert "@" in answer["email"][0] and answer["phone_number"][0].startswith("+")
+        assert answer.get("city") or answer.get("company_name")
+
+
+def test_every_lead_answers_every_question_of_its_form_custom_ones_with_an_option(
+    sandbox: RunningSandbox, receiver: Receiver
+) -> None:
+    run(sandbox, receiver, leads=30, seed=8)
+
+    for lead in sandbox.sandbox.all_leads():
+        questions = sandbox.sandbox.form(lead["form_id"]).questions
+        answers = {f["name"]: f["values"] for f in lead["field_data"]}
+        assert list(answers) == [q["key"] for q in questions]
+        assert all(len(values) == 1 and values[0] for values in answers.values())
+        for custom in (q for q in questions if q["type"] == "CUSTOM"):
+            assert answers[custom["key"]][0] in {option["value"] for option in custom["options"]}
+    custom_answered = {f["name"] for lead in sandbox.sandbox.all_leads() for f in lead["field_data"]}
+    assert {"what_is_your_budget?", "when_do_you_want_to_start?", "zip_code"} <= custom_answered
 
 
 def test_same_seed_gives_the_same_answers(sandbox: RunningSandbox, receiver: Receiver) -> None:
@@ -233,3 +249,68 @@ def test_same_seed_gives_the_same_answers(sandbox: RunningSandbox, receiver: Rec
     run(sandbox, receiver, leads=5, seed=7)
 
     assert [lead["field_data"] for lead in sandbox.sandbox.all_leads()] == first
+
+
+def test_leads_spread_over_two_pages_each_created_with_its_own_page_token(receiver: Receiver) -> None:
+    tokens = {PAGES[0]: "page-token-one", PAGES[1]: "page-token-two"}
+    with serve(SandboxGraph([], "1234567890", PAGES, page_tokens=tokens), port=0) as running:
+        wait_until(lambda: port_open(running.port), what="sandbox listening")
+
+        report = simulate(
+            graph_url=running.url,
+            webhook_url=receiver.url,
+            app_secret=SECRET,
+            access_token="not-a-token-the-sandbox-knows",
+            page_ids=PAGES,
+            version=VERSION,
+            leads=20,
+            rate=500.0,
+            seed=9,
+            page_tokens=tokens,
+        )
+
+        leads = running.sandbox.all_leads()
+    assert set(report.leads_by_page) == set(PAGES) and sum(report.leads_by_page.values()) == 20
+    assert {lead["page_id"] for lead in leads} == set(PAGES)
+    assert report.statuses == {200: report.posts}
+    delivered = {
+        str(change["value"]["leadgen_id"]): str(entry["id"])
+        for delivery in receiver.deliveries
+        for entry in delivery.document["entry"]
+        for change in entry["changes"]
+    }
+    assert delivered == {lead["id"]: lead["page_id"] for lead in leads}
+
+
+def test_a_page_without_its_own_token_uses_the_global_token(receiver: Receiver) -> None:
+    graph = SandboxGraph([TOKEN], "1234567890", PAGES, page_tokens={PAGES[1]: "page-token-two"})
+    with serve(graph, port=0) as running:
+        wait_until(lambda: port_open(running.port), what="sandbox listening")
+
+        report = simulate(
+            running.url, receiver.url, SECRET, TOKEN, PAGES, VERSION, leads=10, rate=500.0, seed=10,
+            page_tokens={PAGES[1]: "page-token-two"},
+        )  # fmt: skip
+
+    assert set(report.leads_by_page) == set(PAGES)
+
+
+def test_a_page_list_limits_the_pages_leads_are_created_on(sandbox: RunningSandbox, receiver: Receiver) -> None:
+    report = simulate(
+        sandbox.url, receiver.url, SECRET, TOKEN, [PAGES[1]], VERSION, leads=6, rate=500.0, seed=11
+    )  # fmt: skip
+
+    assert report.leads_by_page == {PAGES[1]: 6}
+    assert {lead["page_id"] for lead in sandbox.sandbox.all_leads()} == {PAGES[1]}
+
+
+def test_another_pages_token_is_refused_with_the_permission_error(receiver: Receiver) -> None:
+    tokens = {PAGES[0]: "page-token-one", PAGES[1]: "page-token-two"}
+    with serve(SandboxGraph([], "1234567890", PAGES, page_tokens=tokens), port=0) as running:
+        wait_until(lambda: port_open(running.port), what="sandbox listening")
+
+        with pytest.raises(SimulationError, match=r"code 200"):
+            simulate(
+                running.url, receiver.url, SECRET, "x", PAGES, VERSION, leads=1, rate=0,
+                page_tokens={PAGES[0]: "page-token-one", PAGES[1]: "page-token-one"},
+            )  # fmt: skip
