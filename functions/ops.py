@@ -30,7 +30,8 @@ def ops_last_leads(req: func.HttpRequest) -> func.HttpResponse:
     raw = req.params.get("limit", "10")
     if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LAST_LEADS:
         return json_response({"error": f"limit must be a whole number from 1 to {MAX_LAST_LEADS}"}, 400)
-    return json_response({"leads": last_leads(get_services().store, int(raw))})
+    services = get_services()
+    return json_response({"leads": last_leads(services.store, int(raw), services.settings.field_map)})
 
 
 @bp.function_name("ops_failed_events")

@@ -32,7 +32,9 @@ def stats_ingestion(req: func.HttpRequest) -> func.HttpResponse:
     if hours is None:
         return json_response(BAD_HOURS, 400)
     services = get_services()
-    return json_response(stats.ingestion(services.store, hours, services.form_name))
+    return json_response(
+        stats.ingestion(services.store, hours, services.form_name, day_counters=services.counters.totals)
+    )
 
 
 @bp.function_name("stats_notifications")

@@ -8,6 +8,7 @@ import azure.functions as func
 
 from functions.responses import answers_errors
 from shared.logs import log_context
+from shared.models.forms import ChosenForms
 from shared.webhook.handshake import answer_handshake
 from shared.webhook.intake import IntakeResult, receive_webhook
 from wiring import get_services
@@ -39,6 +40,7 @@ def _answer(req: func.HttpRequest) -> func.HttpResponse:
         services.sender,
         settings.webhook_max_body_bytes,
         services.count_ignored,
+        ChosenForms.of(settings.facebook_forms_include, settings.facebook_forms_exclude),
     )
     return _intake_answer(result, settings.webhook_max_body_bytes)
 

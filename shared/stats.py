@@ -8,16 +8,20 @@ and the per-lead timings (latency, speed to lead) read at most the newest `SAMPL
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from shared.logs import get_logger
 from shared.store import Store
 from shared.store.backend import iso_utc
 from shared.timing import Timing, percentile
 
+log = get_logger(__name__)
+
 SOURCES = ("webhook", "polling", "reprocess")
+IGNORED_FORM = "webhook_ignored:form:"  # the day counter the webhook keeps per form not chosen
 
 
 @dataclass(frozen=True)
@@ -72,9 +76,17 @@ def overview(store: Store, now: datetime | None = None) -> dict[str, Any]:
 
 
 def ingestion(
-    store: Store, hours: float, form_name: Callable[[str], str | None], now: datetime | None = None
+    store: Store,
+    hours: float,
+    form_name: Callable[[str], str | None],
+    now: datetime | None = None,
+    day_counters: Callable[[], Mapping[str, int]] | None = None,
 ) -> dict[str, Any]:
-    """`GET /api/stats/ingestion?hours=N`: webhook vs polling per hour and per form, and accuracy."""
+    """`GET /api/stats/ingestion?hours=N`: webhook vs polling per hour and per form, and accuracy.
+
+    `ignored_forms` is today's (UTC) count, per form, of webhook changes left alone because their form
+    is not chosen (`FACEBOOK_FORMS_INCLUDE` / `_EXCLUDE`), read from `day_counters` (Table Storage).
+    """
     now = now or datetime.now(UTC)
     start = now - timedelta(hours=hours)
     per_hour: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(SOURCES, 0))
@@ -105,6 +117,23 @@ def ingestion(
             "enqueued": poll.enqueued,
             "webhook_miss_rate": None if total == 0 else round(poll.missing_found / total, 4),
         },
+        "ignored_forms": ignored_forms(day_counters),
+    }
+
+
+def ignored_forms(day_counters: Callable[[], Mapping[str, int]] | None) -> dict[str, int]:
+    """Form id → today's webhook changes ignored for it (`webhook_ignored:form:<id>`); empty when unreadable."""
+    if day_counters is None:
+        return {}
+    try:
+        counters = day_counters()
+    except Exception:  # Table Storage away: the rest of the report still answers
+        log.warning("stats: the webhook's day counters could not be read", exc_info=True)
+        return {}
+    return {
+        name.removeprefix(IGNORED_FORM): count
+        for name, count in sorted(counters.items())
+        if name.startswith(IGNORED_FORM)
     }
 
 

@@ -72,6 +72,7 @@ class DeliverDeps:
     send_events: Callable[[str, list[dict[str, Any]]], None] | None = None  # the Conversions API (Graph)
     webhook_secret: Callable[[], str] = lambda: ""
     form_name: Callable[[str], str | None] = lambda form_id: None
+    field_map: Mapping[str, str] = field(default_factory=dict)  # FIELD_MAP: the lead's `mapped` names
     timeout: float = 10.0
     stale_after: timedelta = timedelta(minutes=10)
     clock: Callable[[], float] = time.time
@@ -131,7 +132,7 @@ def _body(row: Delivery, destination: Destination, deps: DeliverDeps) -> bytes:
     if not stored:
         raise NothingToDeliver("the lead is no longer stored (erased)")
     lead = stored[0]
-    view = lead.ops_view()
+    view = lead.ops_view(deps.field_map)
     if destination.channel == "webhook":
         return _json({"type": "lead.created", "timestamp": iso_utc(lead.stored_at), "data": view})
     form = deps.form_name(lead.form_id) if lead.form_id else None

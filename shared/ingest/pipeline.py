@@ -46,12 +46,19 @@ class IngestDeps:
     announce: Callable[[str], None] | None = None
     deliver: Callable[[str], None] | None = None  # queue the lead's deliveries (webhooks, chats) after its commit
     rng: random.Random | None = None
+    form_chosen: Callable[[str | None], bool] | None = None  # FACEBOOK_FORMS_INCLUDE / _EXCLUDE; None takes every form
 
 
 def ingest_lead(message: LeadMessage, deps: IngestDeps) -> Handled:
-    """Store the lead `message` names, once: `stored`, or `duplicate` when it already was."""
+    """Store the lead `message` names, once: `stored`, or `duplicate` when it already was.
+
+    A lead of a form that is not chosen is `skipped` ("form not chosen"): never fetched when the
+    message names its form, never stored or announced when only Graph's answer does.
+    """
     lead_id = message.facebook_lead_id
     detail = {"attempt": message.attempt}
+    if not _chosen(deps, message.form_id):
+        return FORM_NOT_CHOSEN
     if deps.store.leads.has_lead(lead_id):
         deps.store.leads.record_duplicate(lead_id, message.source, detail)
         return Handled("duplicate")
@@ -61,6 +68,8 @@ def ingest_lead(message: LeadMessage, deps: IngestDeps) -> Handled:
     if deps.monitor is not None:
         deps.monitor.token_ok()
     lead = _graph_lead(raw, lead_id)
+    if message.form_id is None and not _chosen(deps, lead.form_id):
+        return FORM_NOT_CHOSEN
     notify = deps.announce is not None
     normalised = normalise_lead(lead, message)
     outcome = deps.store.leads.store_lead(normalised, message.event, raw, detail, notify=notify)
@@ -102,6 +111,13 @@ class Ingested(Handled):
 
     def dimensions(self) -> dict[str, int | None]:
         return {"created_to_stored_ms": self.created_to_stored_ms, "webhook_to_stored_ms": self.webhook_to_stored_ms}
+
+
+FORM_NOT_CHOSEN = Handled("skipped", "form not chosen")
+
+
+def _chosen(deps: IngestDeps, form_id: str | None) -> bool:
+    return deps.form_chosen is None or deps.form_chosen(form_id)
 
 
 def _graph_lead(raw: dict[str, Any], lead_id: str) -> GraphLead:

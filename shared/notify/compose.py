@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import random
 import uuid
+from collections.abc import Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,6 +19,7 @@ from datetime import datetime
 from shared.errors import StoreUnavailable
 from shared.messaging.messages import NotificationMessage
 from shared.messaging.processor import Handled, LookAgain
+from shared.models.fields import mapped_fields
 from shared.notify.base import OutgoingEmail
 from shared.notify.models import AlertData, LeadSummary
 from shared.notify.templates import RenderedEmail, render_alert, render_lead_email
@@ -86,8 +88,8 @@ def give_back_slot(deps: NotifyDeps, claim_id: str, slot: str) -> None:
         deps.store.outbox.release_email_slot(slot)
 
 
-def lead_summary(row: StoredLead, form_name: str | None) -> LeadSummary:
-    """A stored lead as the instant email shows it."""
+def lead_summary(row: StoredLead, form_name: str | None, field_map: Mapping[str, str] | None = None) -> LeadSummary:
+    """A stored lead as the instant email shows it, its answers also under `field_map`'s names (`mapped`)."""
     return LeadSummary(
         facebook_lead_id=row.facebook_lead_id,
         created_time=row.created_time,
@@ -106,6 +108,7 @@ def lead_summary(row: StoredLead, form_name: str | None) -> LeadSummary:
         fields=row.fields,
         is_organic=row.is_organic,
         platform=row.platform,
+        mapped=mapped_fields(row.fields, field_map or {}),
     )
 
 
@@ -190,7 +193,7 @@ def _render_leads(
         if row is None:
             continue
         announced.append(row)
-        summaries.append(lead_summary(row, deps.form_name(row.form_id) if row.form_id else None))
+        summaries.append(lead_summary(row, deps.form_name(row.form_id) if row.form_id else None, deps.field_map))
     if not summaries:
         return Handled("skipped", "lead not stored")
     return render_lead_email(summaries, deps.tz)

@@ -30,6 +30,7 @@ class LeadSummary:
     fields: dict[str, list[str]]
     is_organic: bool | None = None
     platform: str | None = None
+    mapped: dict[str, str] = field(default_factory=dict)  # FIELD_MAP's names (and the built-in ones) → first answer
 
 
 @dataclass(frozen=True)

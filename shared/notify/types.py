@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 
 from shared.messaging.processor import Handled, LookAgain
@@ -43,6 +43,7 @@ class NotifyDeps:
     tz: tzinfo
     policy: NotifyPolicy
     form_name: Callable[[str], str | None] = lambda form_id: None
+    field_map: Mapping[str, str] = field(default_factory=dict)  # FIELD_MAP: the names the lead email shows
     build_digest: Callable[[str], RenderedEmail] | None = None
     stuck_after: timedelta = STUCK_AFTER
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from shared.store import Store
 
 
-def last_leads(store: Store, limit: int) -> list[dict[str, Any]]:
-    """The newest `limit` leads by creation time, in the ops shape."""
-    return [lead.ops_view() for lead in store.leads.last_leads(limit)]
+def last_leads(store: Store, limit: int, field_map: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """The newest `limit` leads by creation time, in the ops shape, `mapped` by `field_map` (`FIELD_MAP`)."""
+    return [lead.ops_view(field_map) for lead in store.leads.last_leads(limit)]
 
 
 def erase_lead(store: Store, facebook_lead_id: str) -> dict[str, Any]:

@@ -60,8 +60,7 @@ def news_at_meta(deps: PollerDeps, state: SharedState) -> str | None:
             return "token"
         if not all(is_subscribed(deps.graph, page_id, deps.config.app_id) for page_id in deps.config.page_ids):
             return "subscription"
-        forms, _ = list_forms(deps.graph, deps.config.page_ids)
-        for _, form_id in forms:
+        for _, form_id in list_forms(deps.graph, deps.config.page_ids, deps.config.form_chosen).found:
             # `since` is a checkpoint: leads created before it were judged (the reads are exclusive at both ends)
             if until > since and any(True for _ in deps.graph.form_leads(form_id, since - 1, until)):
                 return "leads"

@@ -21,13 +21,14 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from shared.errors import GraphThrottled, LeadAgentError, QueueUnavailable, TokenInvalid
 from shared.graph.client import GraphClient
 from shared.logs import get_logger
 from shared.messaging.messages import LeadMessage
 from shared.messaging.sender import QueueSender
+from shared.models.forms import form_chosen
 from shared.models.lead import parse_graph_time
 from shared.monitoring.incidents import close_incident, open_incident
 from shared.monitoring.meta_health import check_token, ensure_subscription, token_error
@@ -44,6 +45,7 @@ FORM_STATUSES = frozenset({"ACTIVE", "ARCHIVED"})
 CHUNK_SECONDS = 24 * 3600
 MAX_BACKLOG_HOLD_SECONDS = 3600
 HELD_STATUSES = ("open", "resolved")  # a dead letter's status that keeps its lead off the queue
+FORM_QUESTIONS_STATE = "form_questions"  # coordination state: chosen form id → its question keys
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,12 @@ class PollerConfig:
     first_run_hours: float = 24.0
     max_backfill_days: float = 90.0
     backfill_budget_seconds: float = 180.0  # a run starts no new day of reading after this; the next goes on
+    forms_include: tuple[str, ...] = ()  # FACEBOOK_FORMS_INCLUDE: only these forms are polled (wins over exclude)
+    forms_exclude: tuple[str, ...] = ()  # FACEBOOK_FORMS_EXCLUDE: these forms are never polled
+
+    def form_chosen(self, form_id: str | None) -> bool:
+        """Whether the poller reads `form_id` (`shared/models/forms.py`)."""
+        return form_chosen(form_id, self.forms_include, self.forms_exclude)
 
 
 @dataclass
@@ -335,26 +343,52 @@ def _full_reconcile_due(deps: PollerDeps, now: float) -> bool:
     return last is None or now - float(last) >= deps.config.full_every_seconds
 
 
-def list_forms(graph: GraphClient, page_ids: Iterable[str]) -> tuple[list[tuple[str, str]], dict[str, str]]:
-    """Graph only: (page id, form id) of every form that can still hold new leads, and every form's name."""
-    found = []
-    names: dict[str, str] = {}
+class FormListing(NamedTuple):
+    """What `list_forms` found: the forms to poll, every form's name, the polled forms' question keys."""
+
+    found: list[tuple[str, str]]  # (page id, form id) of every chosen form that can still hold new leads
+    names: dict[str, str]  # every form's name, chosen or not (emails of older leads still show it)
+    questions: dict[str, list[str]]  # chosen form id → its question keys, in the form's order
+
+
+def list_forms(graph: GraphClient, page_ids: Iterable[str], chosen: Callable[[str], bool] | None = None) -> FormListing:
+    """Graph only: every page's forms, with their names and question keys; forms not `chosen` are not polled."""
+    listing = FormListing([], {}, {})
+    params = {"fields": "id,name,status,questions{key}", "limit": "100"}
     for page_id in page_ids:
-        for form in graph.paged(f"{page_id}/leadgen_forms", {"fields": "id,name,status", "limit": "100"}):
-            if form.get("id"):
-                names[str(form["id"])] = str(form.get("name") or "")
-            if str(form.get("status", "ACTIVE")).upper() in FORM_STATUSES and form.get("id"):
-                found.append((page_id, str(form["id"])))
-    return found, names
+        for form in graph.paged(f"{page_id}/leadgen_forms", params):
+            if not form.get("id"):
+                continue
+            form_id = str(form["id"])
+            listing.names[form_id] = str(form.get("name") or "")
+            if chosen is not None and not chosen(form_id):
+                continue
+            listing.questions[form_id] = _question_keys(form.get("questions"))
+            if str(form.get("status", "ACTIVE")).upper() in FORM_STATUSES:
+                listing.found.append((page_id, form_id))
+    return listing
+
+
+def _question_keys(questions: object) -> list[str]:
+    if not isinstance(questions, list):
+        return []
+    return [str(q["key"]) for q in questions if isinstance(q, dict) and q.get("key")]
 
 
 def _forms(deps: PollerDeps, report: RunReport) -> Iterable[tuple[str, str]]:
-    """(page id, form id) of every form that can still hold new leads; their names kept for emails."""
-    found, names = list_forms(deps.graph, deps.config.page_ids)
-    report.forms_checked = len(found)
-    if names and names != deps.store.coordination.get_state("forms"):
-        deps.store.coordination.put_state("forms", names)  # form names for emails and the digest
-    return found
+    """(page id, form id) of every chosen form that can still hold new leads; names and question keys kept.
+
+    The names are for emails and the digest; the question keys (`form_questions`) let the health
+    route say when `FIELD_MAP` names a question no form has.
+    """
+    listing = list_forms(deps.graph, deps.config.page_ids, deps.config.form_chosen)
+    report.forms_checked = len(listing.found)
+    coordination = deps.store.coordination
+    if listing.names and listing.names != coordination.get_state("forms"):
+        coordination.put_state("forms", listing.names)
+    if listing.questions and listing.questions != coordination.get_state(FORM_QUESTIONS_STATE):
+        coordination.put_state(FORM_QUESTIONS_STATE, listing.questions)
+    return listing.found
 
 
 def _reconcile_form(

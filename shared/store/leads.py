@@ -13,12 +13,13 @@ the column's width.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.models.fields import mapped_fields
 from shared.store.audit import write_audit
 from shared.store.backend import ID_CHUNK, DuplicateKey, Sql, Tx, columns, fit_text, iso_utc
 from shared.store.database import Database
@@ -68,8 +69,11 @@ class StoredLead:
     stored_at: datetime
     webhook_received_at: datetime | None
 
-    def ops_view(self) -> dict[str, Any]:
-        """The shape of `GET /api/ops/last-leads` (DESIGN.md)."""
+    def ops_view(self, field_map: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """The shape of `GET /api/ops/last-leads` (DESIGN.md), deliveries and exports.
+
+        `mapped` is computed now from `fields` and `field_map` (`FIELD_MAP`; built-in names without it).
+        """
         return {
             "facebook_lead_id": self.facebook_lead_id,
             "page_id": self.page_id,
@@ -81,6 +85,7 @@ class StoredLead:
             "full_name": self.full_name,
             "phone_number": self.phone_number,
             "fields": self.fields,
+            "mapped": mapped_fields(self.fields, field_map or {}),
         }
 
 

@@ -28,6 +28,7 @@ from shared.webhook.signature import verify_signature
 log = get_logger(__name__)
 
 CountIgnored = Callable[[str, int], None]
+FormChosen = Callable[[str | None], bool]
 NOT_AN_OBJECT = "Input should be an object"
 EVENT_IDS = {"leadgen_id", "page_id", "form_id", "ad_id", "adgroup_id", "created_time"}
 
@@ -60,6 +61,7 @@ def receive_webhook(
     sender: QueueSender,
     max_body_bytes: int,
     count_ignored: CountIgnored | None = None,
+    form_chosen: FormChosen | None = None,
 ) -> IntakeResult:
     """Verify `body` and enqueue one `leads-inbound` message per leadgen change.
 
@@ -67,8 +69,10 @@ def receive_webhook(
     not a JSON object is kept whole as a dead letter (`malformed`); a JSON object that is not an
     envelope is kept whole as a dead letter (`accepted`: Meta's retries would bring the same bytes).
     Each entry and each change is validated on its own: a malformed one is dead-lettered with its
-    reason while the rest of the batch is queued (`accepted`). `accepted` only after all are
-    durable; `QueueUnavailable` when the queue cannot take them (Meta retries and ingestion dedupes).
+    reason while the rest of the batch is queued (`accepted`). A change for a form `form_chosen`
+    refuses is not queued and is counted as ignored content of kind `form:<form id>`. `accepted` only
+    after all are durable; `QueueUnavailable` when the queue cannot take them (Meta retries and
+    ingestion dedupes).
     """
     if len(body) > max_body_bytes:
         return IntakeResult("too_large")
@@ -89,7 +93,7 @@ def receive_webhook(
         _count(count_ignored, f"object:{envelope.object}", 1)
         return IntakeResult("ignored", reason=f"object {envelope.object!r} is not handled")
 
-    batch = _Batch(received_at=utc_now())
+    batch = _Batch(received_at=utc_now(), form_chosen=form_chosen)
     for raw_entry in envelope.entry:
         _read_entry(raw_entry, batch)
 
@@ -129,10 +133,14 @@ class _Batch:
     """What one POST turns into: queue messages, dead letters, and ignored content by kind."""
 
     received_at: datetime
+    form_chosen: FormChosen | None = None
     messages: list[str] = field(default_factory=list)
     letters: list[tuple[DeadLetterInfo, dict[str, Any]]] = field(default_factory=list)
     ignored: dict[str, int] = field(default_factory=dict)
     lead_ids: list[str] = field(default_factory=list)
+
+    def ignore(self, kind: str) -> None:
+        self.ignored[kind] = self.ignored.get(kind, 0) + 1
 
     def dead_letter(self, reason: str, error_type: str, payload: dict[str, Any]) -> None:
         self.letters.append((DeadLetterInfo(reason=reason, stage="webhook", error_type=error_type), payload))
@@ -164,8 +172,7 @@ def _read_change(entry: Entry, raw_change: object, batch: _Batch) -> None:
         batch.dead_letter(f"malformed change: {_first_error(exc)}", "MalformedChange", where)
         return
     if change.field != "leadgen":
-        kind = f"field:{change.field}"
-        batch.ignored[kind] = batch.ignored.get(kind, 0) + 1
+        batch.ignore(f"field:{change.field}")
         return
     if not isinstance(change.value, dict):
         batch.dead_letter(f"unusable leadgen change: value: {NOT_AN_OBJECT}", "MalformedChange", where)
@@ -174,6 +181,9 @@ def _read_change(entry: Entry, raw_change: object, batch: _Batch) -> None:
         value = LeadgenChange.model_validate(change.value)
     except ValidationError as exc:
         batch.dead_letter(f"unusable leadgen change: {_first_error(exc)}", "MalformedChange", where)
+        return
+    if batch.form_chosen is not None and not batch.form_chosen(value.form_id):
+        batch.ignore(f"form:{value.form_id}")  # FACEBOOK_FORMS_INCLUDE / _EXCLUDE: never queued, never fetched
         return
     message = LeadMessage(
         facebook_lead_id=value.leadgen_id,

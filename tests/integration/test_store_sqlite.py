@@ -96,7 +96,7 @@ def test_last_leads_are_newest_first_with_every_field(store: Store):
     assert first["phone_number"] == "+442079460000"
     assert set(first) == {
         "facebook_lead_id", "page_id", "form_id", "ad_id", "created_time", "source",
-        "email", "full_name", "phone_number", "fields",
+        "email", "full_name", "phone_number", "fields", "mapped",
     }  # fmt: skip
 
 

@@ -1,4 +1,4 @@
-"""The instant lead email: one section per new lead with its contact, form, ad and every answer.
+"""The instant lead email: one section per new lead with its contact, form, ad, named fields and every answer.
 
 Each lead is listed once (by Facebook lead id); email and phone become mailto/tel links in the
 HTML part, and every value from the lead is escaped there and kept verbatim in the text part.
@@ -31,9 +31,10 @@ NAME_IN_SUBJECT = 60  # characters of the lead's name in the subject, so the for
 def render_lead_email(leads: Sequence[LeadSummary], tz: tzinfo) -> RenderedEmail:
     """The instant email for one or more new leads, each listed once (by Facebook lead id).
 
-    Shows every answered field with all its values, the lead time in `tz`, form, ad names (or
-    "organic") and source. A long name is cut (with "…") in the subject only; the body has it
-    whole. Raises `ValueError` for an empty sequence: there is nothing to announce.
+    Shows the named fields (`FIELD_MAP`'s names and the built-in ones, first answer each), every
+    answered field with all its values, the lead time in `tz`, form, ad names (or "organic") and
+    source. A long name is cut (with "…") in the subject only; the body has it whole. Raises
+    `ValueError` for an empty sequence: there is nothing to announce.
     """
     by_id: dict[str, LeadSummary] = {}
     for lead in leads:
@@ -55,9 +56,12 @@ def render_lead_email(leads: Sequence[LeadSummary], tz: tzinfo) -> RenderedEmail
         rows = _lead_rows(lead, tz)
         answers = [(key, ", ".join(values) if values else _NONE) for key, values in lead.fields.items()]
         answer_lines = [f"  {key}: {value}" for key, value in answers] or ["  none"]
-        texts.append("\n".join([heading, *text_rows(rows), "Answers:", *answer_lines]))
+        named = list(lead.mapped.items())
+        named_lines = ["Named fields:", *(f"  {name}: {value}" for name, value in named)] if named else []
+        texts.append("\n".join([heading, *text_rows(rows), *named_lines, "Answers:", *answer_lines]))
         blocks.append(
             section(heading, kv_table(_with_links(rows, lead)))
+            + (section("Named fields", kv_table(named), small=True) if named else Html(""))
             + section("Answers", kv_table(answers) if answers else paragraph("No answers."), small=True)
         )
     return email(subject, "\n\n".join(texts), Html("".join(blocks)))
