@@ -8,6 +8,7 @@ from functions.guard import rate_limited
 from functions.responses import answers_errors, json_response
 from shared.ops.dead_letters import list_failed_events
 from shared.ops.deliveries import list_deliveries, record_stage, replay_delivery
+from shared.ops.export import leads_csv, leads_page
 from shared.ops.leads import erase_lead, last_leads
 from shared.ops.reprocess import reprocess
 from shared.poller.reconcile import reconcile_window
@@ -134,3 +135,40 @@ def ops_lead_stage(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()
     lead_id = req.route_params.get("facebook_lead_id", "")
     return json_response(record_stage(services.store, services.sender, lead_id, stage), 202)
+
+
+@bp.function_name("ops_leads_csv")
+@bp.route(route="ops/leads.csv", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@rate_limited("ops")
+@answers_errors
+def ops_leads_csv(req: func.HttpRequest) -> func.HttpResponse:
+    """The leads of `[since, until)` (default the last 30 days), of `form_id` when given, as a UTF-8 CSV.
+
+    Built in a spooled file (memory up to 8 MiB, then disk); the response carries the file's bytes.
+    """
+    services = get_services()
+    params = req.params
+    exported = leads_csv(
+        services.store, params.get("since"), params.get("until"), params.get("form_id"), services.settings.field_map
+    )
+    return func.HttpResponse(
+        exported.body,
+        status_code=200,
+        mimetype="text/csv",
+        charset="utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{exported.filename}"', "Cache-Control": "no-store"},
+    )
+
+
+@bp.function_name("ops_leads")
+@bp.route(route="ops/leads", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@rate_limited("ops")
+@answers_errors
+def ops_leads(req: func.HttpRequest) -> func.HttpResponse:
+    """`{"leads": [...], "next_cursor": ...}` oldest first since `since`; `limit` 1 to 1000 (default 100)."""
+    services = get_services()
+    params = req.params
+    page = leads_page(
+        services.store, params.get("since"), params.get("cursor"), params.get("limit"), services.settings.field_map
+    )
+    return json_response(page)

@@ -43,6 +43,8 @@ EXPECTED_FUNCTIONS = {
     "ops_erase_lead",
     "ops_failed_events",
     "ops_last_leads",
+    "ops_leads",
+    "ops_leads_csv",
     "ops_reconcile",
     "ops_reprocess",
     "stats",
