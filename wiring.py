@@ -27,6 +27,7 @@ from shared.logs import get_logger
 from shared.messaging.retry import RetryPolicy
 from shared.messaging.sender import QueueSender
 from shared.messaging.sweep import SweepReport, sweep_poison_queues
+from shared.models.forms import ChosenForms
 from shared.monitoring.token_state import IntegrationMonitor
 from shared.monitoring.watch import WatchReport, watch
 from shared.notify.base import EmailSender
@@ -104,7 +105,9 @@ class Services:
 
     @cached_property
     def monitor(self) -> IntegrationMonitor:
-        return IntegrationMonitor(lambda: self.store, recheck_seconds=self.settings.token_recheck_seconds)
+        return IntegrationMonitor(
+            lambda: self.store, recheck_seconds=self.settings.token_recheck_seconds, scope=self.secrets.token_scope
+        )
 
     @cached_property
     def throttle(self) -> ThrottleGate:
@@ -120,6 +123,7 @@ class Services:
             timeout_seconds=settings.graph_timeout_seconds,
             gate=self.throttle,
             on_token_invalid=self.monitor.token_invalid,
+            page_token=self.secrets.page_token,
         )
 
     @property
@@ -180,6 +184,7 @@ class Services:
             send_events=self.send_conversion_events,
             webhook_secret=lambda: self.secrets.get("LEAD_WEBHOOK_SECRET"),
             form_name=self.form_name,
+            field_map=settings.field_map,
             timeout=settings.delivery_timeout_seconds,
         )
 
@@ -200,6 +205,7 @@ class Services:
             deliver=partial(enqueue_lead_deliveries, self.sender, self.store)
             if self.destinations.routing.lead
             else None,
+            form_chosen=ChosenForms.of(self.settings.facebook_forms_include, self.settings.facebook_forms_exclude),
         )
 
     @property
@@ -277,6 +283,7 @@ class Services:
             ),
             form_name=self.form_name,
             stuck_after=timedelta(seconds=settings.notify_stuck_seconds),
+            field_map=settings.field_map,
             build_digest=lambda key: render_daily_digest(self.store, key, tz, self.form_name),
         )
 
@@ -292,6 +299,8 @@ class Services:
             full_every_seconds=settings.reconcile_every_minutes * 60,
             first_run_hours=settings.poll_first_run_hours,
             max_backfill_days=settings.poll_max_backfill_days,
+            forms_include=settings.facebook_forms_include,
+            forms_exclude=settings.facebook_forms_exclude,
         )
         return PollerDeps(
             graph=self.graph,
@@ -301,6 +310,7 @@ class Services:
             access_token=self.secrets.access_token,
             app_token=self.secrets.app_token,
             monitor=self.monitor,
+            page_token=self.secrets.page_token,
         )
 
     def sweep(self, purge: bool = True) -> SweepReport:

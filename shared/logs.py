@@ -57,6 +57,7 @@ DIMENSIONS = frozenset(
         "latency_ms",
         "created_to_stored_ms",
         "speed_to_lead_ms",
+        "token_expires_at",
         "webhook_to_stored_ms",
     }
 )

@@ -98,6 +98,10 @@ class SecretProvider:
         platform could not resolve: it is treated as empty (and logged), never used as a secret.
         """
         fallback = _resolved(setting, str(getattr(self._settings, _SETTING_FIELDS[setting])))
+        return self._secret(setting, VAULT_NAMES[setting], fallback)
+
+    def _secret(self, setting: str, vault_name: str, fallback: str) -> str:
+        """`vault_name` from Key Vault (cached), else `fallback` (the app setting); without a vault, `fallback`."""
         if self._make_client is None:
             return fallback
         now = self._clock()
@@ -105,7 +109,7 @@ class SecretProvider:
             cached = self._cache.get(setting)
             if cached is not None and now - cached[0] < self._ttl:
                 return cached[1]
-        value = self._read_vault(setting)
+        value = self._read_vault(setting, vault_name, fallback)
         if value is None:
             # Vault unreachable: keep the last value (or the setting) and ask again after a short pause,
             # not on every call, so webhooks never wait on a vault outage.
@@ -118,7 +122,7 @@ class SecretProvider:
             self._cache[setting] = (now, value)
         return value
 
-    def _read_vault(self, setting: str) -> str | None:
+    def _read_vault(self, setting: str, vault_name: str, fallback: str) -> str | None:
         from azure.core.exceptions import AzureError, ResourceNotFoundError
 
         try:
@@ -126,9 +130,9 @@ class SecretProvider:
                 if self._client is None and self._make_client is not None:
                     self._client = self._make_client()
                 client = self._client
-            secret = client.get_secret(VAULT_NAMES[setting])
+            secret = client.get_secret(vault_name)
         except ResourceNotFoundError:
-            return _resolved(setting, str(getattr(self._settings, _SETTING_FIELDS[setting])))
+            return fallback
         except AzureError as exc:
             log.warning(
                 "secrets: Key Vault read failed for %s (%s); keeping the last value", setting, type(exc).__name__
@@ -145,6 +149,19 @@ class SecretProvider:
 
     def access_token(self) -> str:
         return self.get("FACEBOOK_ACCESS_TOKEN")
+
+    def page_token(self, page_id: str) -> str:
+        """The page's own token (Key Vault `facebook-page-token--{page_id}`, or `FACEBOOK_PAGE_TOKEN_{page_id}`);
+        the access token when the page has none."""
+        own = _resolved(f"FACEBOOK_PAGE_TOKEN_{page_id}", self._settings.facebook_page_tokens.get(page_id, ""))
+        if page_id.isdigit():
+            own = self._secret(f"page:{page_id}", f"facebook-page-token--{page_id}", own)
+        return own or self.access_token()
+
+    def token_scope(self, page_id: str) -> str | None:
+        """`page_id` when the page has a token of its own (its failures are its own), else None (the shared one)."""
+        own = self.page_token(page_id)
+        return page_id if own and own != self.access_token() else None
 
     def app_token(self) -> str:
         """`{app-id}|{app-secret}`, the token `debug_token` is asked with; empty without an app id."""

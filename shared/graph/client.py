@@ -52,10 +52,13 @@ class GraphClient:
         token: Callable[[], str],
         timeout_seconds: float = 10.0,
         gate: ThrottleGate | None = None,
-        on_token_invalid: Callable[[TokenInvalid], None] | None = None,
+        on_token_invalid: Callable[[TokenInvalid, str | None], None] | None = None,
+        page_token: Callable[[str], str] | None = None,
     ) -> None:
+        """`token()` is the default token; `page_token(page_id)` a page's own (the default when it has none)."""
         self._base = f"{base_url.rstrip('/')}/{version}"
         self._token = token
+        self._page_token = page_token
         self._timeout = timeout_seconds
         self._gate = gate or ThrottleGate()
         self._on_token_invalid = on_token_invalid
@@ -83,6 +86,7 @@ class GraphClient:
         params: Mapping[str, str] | None = None,
         token: str | None = None,
         form: Mapping[str, str] | None = None,
+        page: str | None = None,
     ) -> GraphResponse:
         """One Graph call; raises a `LeadAgentError` subclass for every failure.
 
@@ -91,12 +95,14 @@ class GraphClient:
         URL, and a GET is sent as a POST with `method=GET`, which Graph serves as the GET
         ("Making Large Requests", developers.facebook.com/docs/graph-api/using-graph-api). `form` goes in a
         POST's form body (never in the URL): what it holds is data, such as the Conversions API's events.
+        `page` names the page the call is for: its own token is used, and a token error is reported for it.
         """
         self._gate.check()
         where, _, inline = path.partition("?")
         plain, secret = split_secret_params({**dict(parse_qsl(inline, keep_blank_values=True)), **(params or {})})
         url = f"{self._base}/{where.lstrip('/')}"
-        headers = {"Authorization": f"Bearer {token or self._token()}", "Accept": "application/json"}
+        bearer = token or (self._page_token(page) if page and self._page_token else self._token())
+        headers = {"Authorization": f"Bearer {bearer}", "Accept": "application/json"}
         with self._calls_lock:
             self._calls_made += 1
         if secret:
@@ -118,7 +124,7 @@ class GraphClient:
             if isinstance(error, GraphThrottled):
                 self._gate.block(error.regain_seconds, str(error))
             elif isinstance(error, TokenInvalid) and self._on_token_invalid is not None:
-                self._on_token_invalid(error)
+                self._on_token_invalid(error, page)
             raise error
         pause = usage_block_seconds(response.headers)
         if pause:
@@ -148,11 +154,13 @@ class GraphClient:
             failure = f"Graph {method} {scrub(where)} failed: {type(exc).__name__} ({scrub(str(exc))[:300]})"
         raise GraphUnavailable(failure)
 
-    def fetch_lead(self, lead_id: str) -> dict[str, Any]:
-        """The raw lead object with every field in `LEAD_FIELDS`."""
-        return self.request("GET", lead_id, {"fields": ",".join(LEAD_FIELDS)}).body
+    def fetch_lead(self, lead_id: str, page_id: str | None = None) -> dict[str, Any]:
+        """The raw lead object with every field in `LEAD_FIELDS`, read with its page's token."""
+        return self.request("GET", lead_id, {"fields": ",".join(LEAD_FIELDS)}, page=page_id).body
 
-    def paged(self, path: str, params: Mapping[str, str], token: str | None = None) -> Iterator[dict[str, Any]]:
+    def paged(
+        self, path: str, params: Mapping[str, str], token: str | None = None, page: str | None = None
+    ) -> Iterator[dict[str, Any]]:
         """Every item of a paged edge, following `after` cursors on the same endpoint.
 
         Never follows an arbitrary `paging.next` URL (the token would go to it); a short or empty
@@ -160,7 +168,7 @@ class GraphClient:
         """
         query = dict(params)
         for _ in range(MAX_PAGES):
-            body = self.request("GET", path, query, token=token).body
+            body = self.request("GET", path, query, token=token, page=page).body
             data = body.get("data") or []
             yield from (item for item in data if isinstance(item, dict))
             paging = body.get("paging") or {}
@@ -171,11 +179,11 @@ class GraphClient:
         raise GraphUnavailable(f"Graph paging of {path} did not end after {MAX_PAGES} pages")
 
     def form_leads(
-        self, form_id: str, since: int, until: int | None = None, limit: int = 100
+        self, form_id: str, since: int, until: int | None = None, limit: int = 100, page_id: str | None = None
     ) -> Iterator[dict[str, Any]]:
         """Leads of a form created after `since` (and before `until`), with every lead field."""
         filters: list[dict[str, Any]] = [{"field": "time_created", "operator": "GREATER_THAN", "value": int(since)}]
         if until is not None:
             filters.append({"field": "time_created", "operator": "LESS_THAN", "value": int(until)})
         params = {"fields": ",".join(LEAD_FIELDS), "filtering": json.dumps(filters), "limit": str(limit)}
-        return self.paged(f"{form_id}/leads", params)
+        return self.paged(f"{form_id}/leads", params, page=page_id)

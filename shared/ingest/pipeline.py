@@ -39,7 +39,7 @@ class IngestDeps:
     """What the pipeline needs; tests pass real parts (SQLite, Azurite, sandbox Graph)."""
 
     store: Store
-    fetch_lead: Callable[[str], dict[str, Any]]
+    fetch_lead: Callable[[str, str | None], dict[str, Any]]  # (lead id, page id)
     sender: QueueSender
     policy: RetryPolicy
     monitor: IntegrationMonitor | None = None
@@ -63,10 +63,10 @@ def ingest_lead(message: LeadMessage, deps: IngestDeps) -> Handled:
         deps.store.leads.record_duplicate(lead_id, message.source, detail)
         return Handled("duplicate")
     if deps.monitor is not None:
-        deps.monitor.check_fetch_allowed()
-    raw = deps.fetch_lead(lead_id)
+        deps.monitor.check_fetch_allowed(message.page_id)
+    raw = deps.fetch_lead(lead_id, message.page_id)  # with the page's own token when it has one
     if deps.monitor is not None:
-        deps.monitor.token_ok()
+        deps.monitor.token_ok(message.page_id)
     lead = _graph_lead(raw, lead_id)
     if message.form_id is None and not _chosen(deps, lead.form_id):
         return FORM_NOT_CHOSEN

@@ -21,12 +21,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
-from shared.errors import LeadAgentError
+from shared.errors import LeadAgentError, TokenInvalid
 from shared.graph.client import GraphClient
 from shared.graph.throttle import ThrottleGate
 from shared.messaging.sender import QueueSender
+from shared.models.fields import unmatched_field_map
 from shared.monitoring.meta_health import check_token
 from shared.notify.base import EmailSender
+from shared.poller.reconcile import FORM_QUESTIONS_STATE
 from shared.secrets import SecretProvider
 from shared.settings import Settings
 from shared.storage.names import LEADS_QUEUE
@@ -110,35 +112,76 @@ def database_detail(services: Parts) -> dict[str, Any]:
 
 
 def facebook_detail(services: Parts) -> dict[str, Any]:
-    """Token validity, expiry and scopes (`debug_token`), each page's subscription, the throttle state."""
-    token = check_token(services.graph, services.secrets.access_token(), services.secrets.app_token())
-    subscriptions = []
+    """Each token's validity, expiry and scopes (`debug_token`), each page's subscription, the throttle state.
+
+    `token` is the shared access token; `pages` has one entry per page: whether it has its own token
+    (`FACEBOOK_PAGE_TOKEN_{page_id}`), that token's state, and its subscription.
+    """
+    secrets, graph = services.secrets, services.graph
+    token = check_token(graph, secrets.access_token(), secrets.app_token())
+    subscriptions, pages = [], []
     app_id = services.settings.facebook_app_id
     for page_id in services.settings.facebook_page_ids:
+        own = secrets.token_scope(page_id) is not None
+        page_token = _page_token_state(services, page_id) if own else token.as_dict()
         try:
-            apps = list(services.graph.paged(f"{page_id}/subscribed_apps", {}))
+            apps = list(graph.paged(f"{page_id}/subscribed_apps", {}, page=page_id))
         except LeadAgentError as exc:
-            subscriptions.append({"page_id": page_id, "subscribed": False, "error": type(exc).__name__})
-            continue
-        ok = any(
-            (not app_id or str(a.get("id")) == app_id) and "leadgen" in (a.get("subscribed_fields") or []) for a in apps
-        )
-        subscriptions.append({"page_id": page_id, "subscribed": ok})
+            subscription: dict[str, Any] = {"page_id": page_id, "subscribed": False, "error": type(exc).__name__}
+        else:
+            ok = any(
+                (not app_id or str(a.get("id")) == app_id) and "leadgen" in (a.get("subscribed_fields") or [])
+                for a in apps
+            )
+            subscription = {"page_id": page_id, "subscribed": ok}
+        subscriptions.append(subscription)
+        pages.append({**subscription, "own_token": own, "token": page_token})
     until = services.throttle.blocked_until()
     throttled = None if not until else datetime.fromtimestamp(until, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     problems = []
     if not token.valid:
         problems.append("token invalid")
+    dead = [p["page_id"] for p in pages if p["own_token"] and not p["token"].get("valid")]
+    if dead:
+        problems.append(f"page token invalid ({', '.join(dead)})")
     if not all(s["subscribed"] for s in subscriptions):
         problems.append("page subscription missing")
     if throttled:
         problems.append("rate limited")
-    detail: dict[str, Any] = {"token": token.as_dict(), "subscriptions": subscriptions, "throttled_until": throttled}
+    detail: dict[str, Any] = {
+        "token": token.as_dict(),
+        "pages": pages,
+        "subscriptions": subscriptions,
+        "throttled_until": throttled,
+    }
+    unmatched = _unmatched_field_map(services)
+    if unmatched:  # a warning, not a failure: the leads are stored whole either way
+        detail["warnings"] = [f"FIELD_MAP names questions no chosen form asks: {', '.join(unmatched)}"]
     if problems:
         detail.update(status="down", reason=", ".join(problems))
     else:
         detail["reason"] = "token valid, pages subscribed"
     return detail
+
+
+def _unmatched_field_map(services: Parts) -> list[str]:
+    """`FIELD_MAP` keys no form the poller last listed has (none while no form is known, or the store is away)."""
+    field_map = services.settings.field_map
+    if not field_map:
+        return []
+    try:
+        questions = services.store.coordination.get_state(FORM_QUESTIONS_STATE) or {}
+    except LeadAgentError:
+        return []
+    return unmatched_field_map(field_map, questions)
+
+
+def _page_token_state(services: Parts, page_id: str) -> dict[str, Any]:
+    """`debug_token` of a page's own token; a refusal of the call itself is an invalid token too."""
+    try:
+        return check_token(services.graph, services.secrets.page_token(page_id), services.secrets.app_token()).as_dict()
+    except TokenInvalid as exc:
+        return {"valid": False, "error": str(exc)[:300]}
 
 
 def email_detail(services: Parts) -> dict[str, Any]:

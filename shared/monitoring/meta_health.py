@@ -79,7 +79,7 @@ def is_subscribed(graph: GraphClient, page_id: str, app_id: str) -> bool:
 
     Raises what the Graph call raises.
     """
-    for app in graph.paged(f"{page_id}/subscribed_apps", {}):
+    for app in graph.paged(f"{page_id}/subscribed_apps", {}, page=page_id):
         fields = [str(f) for f in app.get("subscribed_fields") or []]
         if (not app_id or str(app.get("id")) == app_id) and "leadgen" in fields:
             return True
@@ -97,7 +97,7 @@ def ensure_subscription(graph: GraphClient, page_id: str, app_id: str) -> Subscr
     if subscribed:
         return SubscriptionStatus(page_id, subscribed=True)
     try:
-        graph.request("POST", f"{page_id}/subscribed_apps", {"subscribed_fields": "leadgen"})
+        graph.request("POST", f"{page_id}/subscribed_apps", {"subscribed_fields": "leadgen"}, page=page_id)
     except TokenInvalid:
         raise
     except LeadAgentError as exc:

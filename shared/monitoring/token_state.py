@@ -1,6 +1,7 @@
 """The integration's token state: pause lead fetches while the token is invalid, resume by itself.
 
-A token error opens the `token_invalid` incident and pauses fetches until a re-check time; after
+A token error opens the `token_invalid` incident (`token_invalid:<page id>` for a page with its own
+token) and pauses that token's fetches until a re-check time; after
 it, one fetch is let through as a probe (like a half-open circuit breaker). A probe or a
 `debug_token` check that succeeds closes the incident and everything resumes.
 """
@@ -10,11 +11,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from shared.errors import IntegrationPaused, TokenInvalid, TransientError
 from shared.logs import get_logger
-from shared.monitoring.incidents import close_incident, open_incident
+from shared.monitoring.incidents import IncidentKind, close_incident, open_incident
 from shared.store import Store
 
 log = get_logger(__name__)
@@ -23,7 +24,12 @@ STATE_KEY = "integration_token"
 
 
 class IntegrationMonitor:
-    """Shared token state (in `state`), read at most every `refresh_seconds` per process."""
+    """Shared token state (in `state`), one per token scope, read at most every `refresh_seconds` per process.
+
+    A page with its own token (`FACEBOOK_PAGE_TOKEN_{page_id}`) is its own scope: its dead token pauses
+    and alerts for that page only (`token_invalid:<page id>`). Every other page shares the access
+    token's scope (`token_invalid`). `scope(page_id)` says which: the page id, or None for the shared one.
+    """
 
     def __init__(
         self,
@@ -31,62 +37,83 @@ class IntegrationMonitor:
         recheck_seconds: float = 60.0,
         refresh_seconds: float = 5.0,
         clock: Callable[[], float] = time.time,
+        scope: Callable[[str], str | None] = lambda page_id: None,
     ) -> None:
         self._store = store
         self._recheck = recheck_seconds
         self._refresh = refresh_seconds
         self._clock = clock
+        self._scope = scope
         self._lock = threading.Lock()
-        self._cached: dict[str, Any] = {}
-        self._read_at = -1e18
+        self._cached: dict[str | None, tuple[float, dict[str, Any]]] = {}
 
-    def _state(self) -> dict[str, Any]:
+    def scope_of(self, page_id: str | None) -> str | None:
+        """The token scope of a page: its id when it has its own token, else None (the shared token)."""
+        return None if page_id is None else self._scope(page_id)
+
+    def _state(self, scope: str | None) -> dict[str, Any]:
         now = self._clock()
         with self._lock:
-            if now - self._read_at < self._refresh:
-                return self._cached
+            read_at, cached = self._cached.get(scope, (-1e18, {}))
+            if now - read_at < self._refresh:
+                return cached
         try:
-            state = self._store().coordination.get_state(STATE_KEY) or {}
+            state = self._store().coordination.get_state(state_key(scope)) or {}
         except TransientError:
-            state = self._cached
+            state = cached
         with self._lock:
-            self._cached, self._read_at = state, now
+            self._cached[scope] = (now, state)
         return state
 
-    def check_fetch_allowed(self) -> None:
-        """Raise `IntegrationPaused` while the token is known bad and the re-check time is ahead."""
-        state = self._state()
+    def check_fetch_allowed(self, page_id: str | None = None) -> None:
+        """Raise `IntegrationPaused` while the page's token is known bad and its re-check time is ahead."""
+        scope = self.scope_of(page_id)
+        state = self._state(scope)
         if state.get("status") == "invalid" and self._clock() < float(state.get("recheck_at", 0)):
-            raise IntegrationPaused("lead fetches paused: the access token is invalid (see /api/health)")
+            whose = "the access token" if scope is None else f"page {scope}'s token"
+            raise IntegrationPaused(f"lead fetches paused: {whose} is invalid (see /api/health/facebook)")
 
-    def token_invalid(self, exc: TokenInvalid) -> None:
-        """Record a token error: pause fetches until the re-check time, open the incident once."""
+    def token_invalid(self, exc: TokenInvalid, page_id: str | None = None) -> None:
+        """Record a token error: pause that scope's fetches until the re-check time, open its incident once."""
+        scope = self.scope_of(page_id)
         now = self._clock()
-        detail = {"code": exc.code, "subcode": exc.subcode}
+        detail: dict[str, Any] = {"code": exc.code, "subcode": exc.subcode}
+        if scope is not None:
+            detail["page_id"] = scope
         state = {"status": "invalid", "since": now, "recheck_at": now + self._recheck, **detail}
         try:
             store = self._store()
-            previous = store.coordination.get_state(STATE_KEY) or {}
+            previous = store.coordination.get_state(state_key(scope)) or {}
             if previous.get("status") == "invalid":
                 state["since"] = previous.get("since", now)
-            store.coordination.put_state(STATE_KEY, state)
-            open_incident(store, "token_invalid", detail)
+            store.coordination.put_state(state_key(scope), state)
+            open_incident(store, incident_kind(scope), detail)
         except TransientError:
             log.warning("integration: token state kept in memory only (store unavailable)")
         with self._lock:
-            self._cached, self._read_at = state, now
+            self._cached[scope] = (now, state)
 
-    def token_ok(self) -> None:
-        """Record a working token: resume fetches, resolve the incident (once)."""
-        if self._state().get("status") != "invalid":
+    def token_ok(self, page_id: str | None = None) -> None:
+        """Record a working token: resume that scope's fetches, resolve its incident (once)."""
+        scope = self.scope_of(page_id)
+        if self._state(scope).get("status") != "invalid":
             return
         now = self._clock()
         state = {"status": "ok", "since": now}
         try:
             store = self._store()
-            store.coordination.put_state(STATE_KEY, state)
-            close_incident(store, "token_invalid")
+            store.coordination.put_state(state_key(scope), state)
+            close_incident(store, incident_kind(scope))
         except TransientError:
             log.warning("integration: token recovery kept in memory only (store unavailable)")
         with self._lock:
-            self._cached, self._read_at = state, now
+            self._cached[scope] = (now, state)
+
+
+def state_key(scope: str | None) -> str:
+    return STATE_KEY if scope is None else f"{STATE_KEY}:{scope}"
+
+
+def incident_kind(scope: str | None) -> IncidentKind:
+    """`token_invalid`, or `token_invalid:<page id>` for a page with its own token."""
+    return "token_invalid" if scope is None else cast(IncidentKind, f"token_invalid:{scope}")

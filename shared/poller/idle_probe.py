@@ -60,9 +60,9 @@ def news_at_meta(deps: PollerDeps, state: SharedState) -> str | None:
             return "token"
         if not all(is_subscribed(deps.graph, page_id, deps.config.app_id) for page_id in deps.config.page_ids):
             return "subscription"
-        for _, form_id in list_forms(deps.graph, deps.config.page_ids, deps.config.form_chosen).found:
+        for page_id, form_id in list_forms(deps.graph, deps.config.page_ids, deps.config.form_chosen).found:
             # `since` is a checkpoint: leads created before it were judged (the reads are exclusive at both ends)
-            if until > since and any(True for _ in deps.graph.form_leads(form_id, since - 1, until)):
+            if until > since and any(True for _ in deps.graph.form_leads(form_id, since - 1, until, page_id=page_id)):
                 return "leads"
         state.put_state(PROBE_KEY, {"since": max(since, until)})
     except LeadAgentError as exc:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -83,6 +83,7 @@ class PollerDeps:
     app_token: Callable[[], str]
     monitor: IntegrationMonitor | None = None
     clock: Callable[[], float] = time.time
+    page_token: Callable[[str], str] | None = None  # a page's own token (the access token when it has none)
 
 
 @dataclass
@@ -104,6 +105,7 @@ class RunReport:
     window_end: str | None = None
     gap: dict[str, Any] | None = None
     token: dict[str, Any] | None = None
+    page_tokens: dict[str, dict[str, Any]] = field(default_factory=dict)  # pages with their own token
     subscriptions: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -131,12 +133,13 @@ def poll_once(deps: PollerDeps, trigger: str = "timer") -> RunReport:
         report.skipped = "another poll is running"
         return report
     with _leased_run(deps, report, owner) as started:
-        if not _meta_health(deps, report):
+        pages = _meta_health(deps, report)
+        if not pages:
             return report
         now = deps.clock()
         until = _until(deps, now)
         full = _full_reconcile_due(deps, now)
-        forms = list(_forms(deps, report))
+        forms = list(_forms(deps, report, pages))
         checkpoints = {form_id: _checkpoint(deps, form_id) for _, form_id in forms}
         log.info(
             "poller: checkpoints loaded",
@@ -184,10 +187,11 @@ def reconcile_window(deps: PollerDeps, hours: float, budget_seconds: float, trig
         end = int(started - deps.config.grace_seconds)
         start = int(started - hours * 3600)
         report.window_start = _iso(start)
-        if not _meta_health(deps, report):
+        pages = _meta_health(deps, report)
+        if not pages:
             report.complete = False
             return report
-        forms = list(_forms(deps, report))
+        forms = list(_forms(deps, report, pages))
         chunk_start = start
         while chunk_start < end:
             chunk_end = min(end, chunk_start + CHUNK_SECONDS)
@@ -273,23 +277,29 @@ def _report_gap(deps: PollerDeps, report: RunReport, gap: Gap) -> None:
         log.warning("poller: could not record the backfill incident")
 
 
-def _meta_health(deps: PollerDeps, report: RunReport) -> bool:
-    """Token and subscriptions; False when polling must pause (token invalid)."""
-    try:
-        status = check_token(deps.graph, deps.access_token(), deps.app_token())
-    except TokenInvalid as exc:
-        _token_invalid(deps, report, exc)
-        return False
-    report.token = status.as_dict()
-    deps.store.coordination.put_state("meta_token", {**status.as_dict(), "checked_at": _iso(deps.clock())})
-    if not status.valid:
-        _token_invalid(deps, report, token_error(status))
-        return False
-    if deps.monitor is not None:
-        deps.monitor.token_ok()
-    lost = []
+def _meta_health(deps: PollerDeps, report: RunReport) -> tuple[str, ...]:
+    """Each token's health, then each working page's subscription; the pages to poll (none: polling pauses).
+
+    A page with its own token is checked on its own: a dead page token pauses and alerts that page only.
+    """
+    working: list[str] = []
+    checked: dict[str | None, bool] = {}
     for page_id in deps.config.page_ids:
+        scope = deps.monitor.scope_of(page_id) if deps.monitor is not None else None
+        if scope not in checked:
+            checked[scope] = _token_works(deps, report, scope, page_id)
+        if checked[scope]:
+            working.append(page_id)
+    if not working:
+        report.skipped = "token invalid: polling paused"
+        return ()
+    lost = []
+    for page_id in working:
         subscription = ensure_subscription(deps.graph, page_id, deps.config.app_id)
+        state = "restored" if subscription.restored else "subscribed" if subscription.subscribed else "not_subscribed"
+        log.info(
+            "poller: page subscription checked", extra={"stage": "meta_health", "page_id": page_id, "outcome": state}
+        )
         report.subscriptions.append(subscription.as_dict())
         if subscription.restored:
             lost.append(page_id)
@@ -299,15 +309,48 @@ def _meta_health(deps: PollerDeps, report: RunReport) -> bool:
         open_incident(deps.store, "subscription_lost", {"pages": lost, "restored": True})
     elif all(s["subscribed"] for s in report.subscriptions):
         close_incident(deps.store, "subscription_lost")
+    return tuple(working)
+
+
+def _token_works(deps: PollerDeps, report: RunReport, scope: str | None, page_id: str) -> bool:
+    """`debug_token` for the shared token (scope None) or a page's own; records it; False when it is dead."""
+    token = deps.access_token() if scope is None or deps.page_token is None else deps.page_token(page_id)
+    try:
+        status = check_token(deps.graph, token, deps.app_token())
+    except TokenInvalid as exc:
+        _token_invalid(deps, report, exc, scope)
+        return False
+    outcome = "valid" if status.valid else "invalid"
+    log.info(
+        "poller: token checked",
+        extra={"stage": "meta_health", "outcome": outcome, "page_id": scope, "token_expires_at": status.expires_at},
+    )
+    key = "meta_token" if scope is None else f"meta_token:{scope}"
+    deps.store.coordination.put_state(key, {**status.as_dict(), "checked_at": _iso(deps.clock())})
+    if scope is None:
+        report.token = status.as_dict()
+    else:
+        report.page_tokens[scope] = status.as_dict()
+    if not status.valid:
+        _token_invalid(deps, report, token_error(status), scope)
+        return False
+    if deps.monitor is not None:
+        deps.monitor.token_ok(scope)
     return True
 
 
-def _token_invalid(deps: PollerDeps, report: RunReport, exc: TokenInvalid) -> None:
-    report.error = f"token invalid: {exc}"[:500]
-    report.skipped = "token invalid: polling paused"
-    report.token = {"valid": False, "error": str(exc)[:300]}
+def _token_invalid(deps: PollerDeps, report: RunReport, exc: TokenInvalid, scope: str | None = None) -> None:
+    dims = {"stage": "meta_health", "outcome": "invalid", "page_id": scope, "error_type": type(exc).__name__}
+    log.warning("poller: token checked", extra=dims)
+    whose = "" if scope is None else f" (page {scope}'s own token)"
+    report.error = f"token invalid{whose}: {exc}"[:500]
+    if scope is None:
+        report.skipped = "token invalid: polling paused"
+        report.token = {"valid": False, "error": str(exc)[:300]}
+    else:
+        report.page_tokens[scope] = {"valid": False, "error": str(exc)[:300]}
     if deps.monitor is not None:
-        deps.monitor.token_invalid(exc)
+        deps.monitor.token_invalid(exc, scope)
 
 
 def _failed(deps: PollerDeps, report: RunReport, exc: LeadAgentError) -> None:
@@ -356,7 +399,7 @@ def list_forms(graph: GraphClient, page_ids: Iterable[str], chosen: Callable[[st
     listing = FormListing([], {}, {})
     params = {"fields": "id,name,status,questions{key}", "limit": "100"}
     for page_id in page_ids:
-        for form in graph.paged(f"{page_id}/leadgen_forms", params):
+        for form in graph.paged(f"{page_id}/leadgen_forms", params, page=page_id):
             if not form.get("id"):
                 continue
             form_id = str(form["id"])
@@ -375,13 +418,13 @@ def _question_keys(questions: object) -> list[str]:
     return [str(q["key"]) for q in questions if isinstance(q, dict) and q.get("key")]
 
 
-def _forms(deps: PollerDeps, report: RunReport) -> Iterable[tuple[str, str]]:
-    """(page id, form id) of every chosen form that can still hold new leads; names and question keys kept.
+def _forms(deps: PollerDeps, report: RunReport, pages: Sequence[str]) -> Iterable[tuple[str, str]]:
+    """(page id, form id) of every chosen form of `pages` that can still hold new leads; names and questions kept.
 
     The names are for emails and the digest; the question keys (`form_questions`) let the health
     route say when `FIELD_MAP` names a question no form has.
     """
-    listing = list_forms(deps.graph, deps.config.page_ids, deps.config.form_chosen)
+    listing = list_forms(deps.graph, pages, deps.config.form_chosen)
     report.forms_checked = len(listing.found)
     coordination = deps.store.coordination
     if listing.names and listing.names != coordination.get_state("forms"):
@@ -400,7 +443,7 @@ def _reconcile_form(
     until: int,
 ) -> None:
     """Queue every lead of the form in (since, until) that the store lacks; raise before moving on if not."""
-    leads = list(deps.graph.form_leads(form_id, since, until))
+    leads = list(deps.graph.form_leads(form_id, since, until, page_id=page_id))
     report.leads_seen += len(leads)
     ids = [str(lead.get("id")) for lead in leads if lead.get("id")]
     stored = deps.store.leads.existing_lead_ids(ids)

@@ -214,7 +214,7 @@ def test_malformed_message_is_dead_lettered(deps, azurite):
 
 def test_invalid_lead_from_graph_is_dead_lettered(deps, azurite):
     broken = {"id": "123", "created_time": "yesterday", "field_data": []}
-    deps = dataclasses.replace(deps, fetch_lead=lambda _lead_id: broken)
+    deps = dataclasses.replace(deps, fetch_lead=lambda _lead_id, _page_id=None: broken)
     result = ingest_lead_message(message_for("123", source="polling"), deps)
     assert result.outcome == "dead_lettered"
     assert "created_time" in (result.reason or "")
@@ -300,7 +300,7 @@ def test_an_id_azure_sql_cannot_take_is_a_dead_letter_whose_reason_quotes_no_dat
     too_long = "7" * 70
     carried = {"id": too_long, "created_time": "2026-11-27T12:00:00+0000", "field_data": []}
     deps, _ = on_azure_sql(deps, tmp_path)
-    deps = dataclasses.replace(deps, fetch_lead=lambda _lead_id: carried)
+    deps = dataclasses.replace(deps, fetch_lead=lambda _lead_id, _page_id=None: carried)
     result = ingest_lead_message(message_for(too_long, source="polling"), deps)
     assert result.outcome == "dead_lettered"
     assert "StoreRefused" in (result.reason or "") and "leads.facebook_lead_id" in (result.reason or "")

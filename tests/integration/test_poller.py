@@ -329,7 +329,7 @@ def test_a_lead_that_failed_permanently_is_dead_lettered_once_not_requeued_by_ev
     lead_at(graph, FORM_1, hours_ago(1))
     kept = lead_at(graph, FORM_2, hours_ago(1))
     invalid = {"created_time": "yesterday", "field_data": []}
-    broken = dataclasses.replace(net.ingest_deps(), fetch_lead=lambda lead_id: {"id": lead_id, **invalid})
+    broken = dataclasses.replace(net.ingest_deps(), fetch_lead=lambda lead_id, page_id=None: {"id": lead_id, **invalid})
     assert poll_once(net.poller()).enqueued == 2
     assert sorted(ingest_all(net, broken)) == ["dead_lettered", "dead_lettered"]
     reprocessed = net.store.failed_events.latest_failed_event_for_lead(kept)

@@ -91,13 +91,19 @@ def render_alert(alert: AlertData, tz: tzinfo) -> RenderedEmail:
 
 def alert_title(kind: str, detail: dict[str, Any]) -> str:
     """The incident's one-line title with its numbers filled in; a generic title for an unknown kind."""
-    return _fill(_KINDS.get(kind, _UNKNOWN_KIND)[0], kind, detail)
+    title = _fill(_KINDS.get(_base(kind), _UNKNOWN_KIND)[0], kind, detail)
+    return title if _base(kind) == kind else f"{title} (page {kind.partition(':')[2]})"
 
 
 def alert_guidance(kind: str, opened: bool, detail: dict[str, Any]) -> str:
     """What happened and what to do (opened), or what the recovery means (resolved); emails and chats share it."""
-    _, guidance, resolved = _KINDS.get(kind, _UNKNOWN_KIND)
+    _, guidance, resolved = _KINDS.get(_base(kind), _UNKNOWN_KIND)
     return _fill(guidance if opened else resolved, kind, detail)
+
+
+def _base(kind: str) -> str:
+    """An incident's kind without its scope: `token_invalid:123` (page 123's own token) is a `token_invalid`."""
+    return kind.partition(":")[0]
 
 
 def incident_detail(entry: dict[str, Any]) -> dict[str, Any]:
