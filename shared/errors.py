@@ -33,10 +33,11 @@ class GraphUnavailable(TransientError):
 class GraphThrottled(TransientError):
     """Graph rate limit (codes 4, 17, 32, 613, 80001, 80005 …): stop calling until the regain time."""
 
-    def __init__(self, message: str, regain_seconds: float) -> None:
+    def __init__(self, message: str, regain_seconds: float, code: int | None = None) -> None:
         super().__init__(message)
         self.regain_seconds = regain_seconds
         self.min_delay_seconds = regain_seconds
+        self.code = code  # Meta's code; a page's own limits (32, 80001, 80005 …) block that page only
 
 
 class TokenInvalid(TransientError):

@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl
 import requests
 
 from shared.errors import GraphThrottled, GraphUnavailable, TokenInvalid
-from shared.graph.errors import classify_error
+from shared.graph.errors import PAGE_THROTTLE_CODES, classify_error, regain_seconds
 from shared.graph.redact import scrub, split_secret_params
 from shared.graph.throttle import ThrottleGate, usage_block_seconds
 from shared.http_clients import direct_session
@@ -66,6 +66,10 @@ class GraphClient:
         self._calls_made = 0
         self._calls_lock = threading.Lock()
 
+    def page_throttled(self, page_id: str) -> bool:
+        """Whether `page_id`'s own rate limit holds its calls back (not the app's: that raises on the call)."""
+        return self._gate.blocked_until(page_id) > self._gate.blocked_until()
+
     @property
     def calls_made(self) -> int:
         """Graph calls sent by this client so far (for run statistics)."""
@@ -97,7 +101,7 @@ class GraphClient:
         POST's form body (never in the URL): what it holds is data, such as the Conversions API's events.
         `page` names the page the call is for: its own token is used, and a token error is reported for it.
         """
-        self._gate.check()
+        self._gate.check(page)
         where, _, inline = path.partition("?")
         plain, secret = split_secret_params({**dict(parse_qsl(inline, keep_blank_values=True)), **(params or {})})
         url = f"{self._base}/{where.lstrip('/')}"
@@ -122,13 +126,15 @@ class GraphClient:
         if response.status_code >= 400 or (isinstance(payload, dict) and "error" in payload):
             error = classify_error(response.status_code, payload, response.headers)
             if isinstance(error, GraphThrottled):
-                self._gate.block(error.regain_seconds, str(error))
+                scope = page if error.code in PAGE_THROTTLE_CODES else None  # a page's own limit: that page only
+                self._gate.block(error.regain_seconds, str(error), scope)
             elif isinstance(error, TokenInvalid) and self._on_token_invalid is not None:
                 self._on_token_invalid(error, page)
             raise error
         pause = usage_block_seconds(response.headers)
         if pause:
-            self._gate.block(pause, "usage headers at the limit")
+            # The business use case header is the page's own usage; X-App-Usage is the whole app's.
+            self._gate.block(pause, "usage headers at the limit", page if regain_seconds(response.headers) else None)
         if not isinstance(payload, dict):
             raise GraphUnavailable(f"Graph {method} answered {response.status_code} without a JSON object")
         return GraphResponse(body=payload, headers=response.headers)

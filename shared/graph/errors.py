@@ -26,6 +26,8 @@ from shared.errors import (
 )
 from shared.graph.redact import scrub
 
+# A page's own limits (Page request limit, Pages and LeadGen business use cases): the rest go on.
+PAGE_THROTTLE_CODES = frozenset({32, 80001, 80005})
 THROTTLE_CODES = frozenset({4, 17, 32, 341, 613, 80000, 80001, 80002, 80003, 80004, 80005, 80006, 80008, 80009, 80014})
 TOKEN_CODES = frozenset({102, 190, 463, 467})
 # 3: "capability or permissions issue" (Meta's error table): fixed by an operator, like 10 and 200-299.
@@ -70,7 +72,7 @@ def classify_error(status: int, payload: Any, headers: Mapping[str, str]) -> Lea
     text = f"Graph error code={code} subcode={subcode} status={status} fbtrace_id={trace}: {error.get('message', '')}"
     text = scrub(text)[:500]
     if code in THROTTLE_CODES:
-        return GraphThrottled(text, regain_seconds(headers) or DEFAULT_THROTTLE_SECONDS)
+        return GraphThrottled(text, regain_seconds(headers) or DEFAULT_THROTTLE_SECONDS, code)
     if code in TOKEN_CODES:
         return TokenInvalid(text, code=code or 190, subcode=subcode)
     if code in PERMISSION_CODES or (code is not None and 200 <= code <= 299):

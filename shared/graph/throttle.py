@@ -43,7 +43,12 @@ def usage_block_seconds(headers: Mapping[str, str]) -> float:
 
 
 class ThrottleGate:
-    """Blocks Graph calls until a regain time; shared through `state` (a `SharedState`) when given."""
+    """Blocks Graph calls until a regain time; shared through `state` (a `SharedState`) when given.
+
+    A block is for the whole app (scope None: app and token limits) or for one page (a page's own
+    limits: 32, 80001, 80005 …, and its `X-Business-Use-Case-Usage`), so a throttled page does not
+    stop the others. `check(page)` looks at both the app's block and that page's.
+    """
 
     def __init__(
         self,
@@ -54,54 +59,62 @@ class ThrottleGate:
         self._state = state
         self._clock = clock
         self._refresh = refresh_seconds
-        self._until = 0.0
-        self._checked_at = -1e18
+        self._until: dict[str | None, float] = {}
+        self._checked_at: dict[str | None, float] = {}
         self._lock = threading.Lock()
 
-    def blocked_until(self) -> float:
-        """Epoch seconds until which calls are blocked (0 when open)."""
+    def blocked_until(self, page: str | None = None) -> float:
+        """Epoch seconds until which calls (for `page`) are blocked (0 when open)."""
+        scopes: tuple[str | None, ...] = (None,) if page is None else (None, page)
+        return max(self._scope_until(scope) for scope in scopes)
+
+    def _scope_until(self, scope: str | None) -> float:
         now = self._clock()
         with self._lock:
-            stale = now - self._checked_at >= self._refresh
+            stale = now - self._checked_at.get(scope, -1e18) >= self._refresh
         if stale and self._state is not None:
-            shared = self._read_shared()
+            shared = self._read_shared(scope)
             with self._lock:
-                self._checked_at = now
-                self._until = max(self._until, shared)
+                self._checked_at[scope] = now
+                self._until[scope] = max(self._until.get(scope, 0.0), shared)
         with self._lock:
-            return self._until if self._until > now else 0.0
+            until = self._until.get(scope, 0.0)
+            return until if until > now else 0.0
 
-    def check(self) -> None:
-        """Raise `GraphThrottled` with the remaining wait when calls are blocked."""
-        until = self.blocked_until()
+    def check(self, page: str | None = None) -> None:
+        """Raise `GraphThrottled` with the remaining wait when calls (for `page`) are blocked."""
+        until = self.blocked_until(page)
         if until:
             remaining = until - self._clock()
             raise GraphThrottled(f"Graph calls paused for {remaining:.0f}s more (rate limited)", remaining)
 
-    def block(self, seconds: float, reason: str) -> None:
-        """Stop calls for `seconds` from now (never shortens an existing block)."""
+    def block(self, seconds: float, reason: str, page: str | None = None) -> None:
+        """Stop calls (for `page` only, when given) for `seconds` from now (never shortens a block)."""
         until = self._clock() + max(seconds, 1.0)
         with self._lock:
-            if until <= self._until:
+            if until <= self._until.get(page, 0.0):
                 return
-            self._until = until
-        log.warning(
-            "graph: throttled, pausing calls for %.0fs", seconds, extra={"stage": "graph", "outcome": "throttled"}
-        )
+            self._until[page] = until
+        dims = {"stage": "graph", "outcome": "throttled", "page_id": page}
+        log.warning("graph: throttled, pausing calls for %.0fs", seconds, extra=dims)
         if self._state is not None:
             try:
-                shared = self._read_shared()
+                shared = self._read_shared(page)
                 if shared >= until:  # another instance already holds a longer block: keep it
                     with self._lock:
-                        self._until = max(self._until, shared)
+                        self._until[page] = max(self._until.get(page, 0.0), shared)
                     return
-                self._state().put_state(STATE_KEY, {"until": until, "reason": reason[:300]})
+                self._state().put_state(_key(page), {"until": until, "reason": reason[:300]})
             except TransientError:
                 log.warning("graph: throttle kept in memory only (store unavailable)")
 
-    def _read_shared(self) -> float:
+    def _read_shared(self, scope: str | None) -> float:
         try:
-            state = self._state().get_state(STATE_KEY) if self._state is not None else None
+            state = self._state().get_state(_key(scope)) if self._state is not None else None
         except TransientError:
             return 0.0
         return float(state.get("until", 0.0)) if state else 0.0
+
+
+def _key(scope: str | None) -> str:
+    return STATE_KEY if scope is None else f"{STATE_KEY}:{scope}"

@@ -135,7 +135,9 @@ def facebook_detail(services: Parts) -> dict[str, Any]:
             )
             subscription = {"page_id": page_id, "subscribed": ok}
         subscriptions.append(subscription)
-        pages.append({**subscription, "own_token": own, "token": page_token})
+        paused = services.throttle.blocked_until(page_id)
+        page_throttled = None if not paused else datetime.fromtimestamp(paused, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        pages.append({**subscription, "own_token": own, "token": page_token, "throttled_until": page_throttled})
     until = services.throttle.blocked_until()
     throttled = None if not until else datetime.fromtimestamp(until, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     problems = []

@@ -395,10 +395,17 @@ class FormListing(NamedTuple):
 
 
 def list_forms(graph: GraphClient, page_ids: Iterable[str], chosen: Callable[[str], bool] | None = None) -> FormListing:
-    """Graph only: every page's forms, with their names and question keys; forms not `chosen` are not polled."""
+    """Graph only: every page's forms, with their names and question keys; forms not `chosen` are not polled.
+
+    A page held back by its own rate limit is left out of this listing (the others are read); the next
+    run reads it once its block has ended. A limit of the whole app still stops the run.
+    """
     listing = FormListing([], {}, {})
     params = {"fields": "id,name,status,questions{key}", "limit": "100"}
     for page_id in page_ids:
+        if graph.page_throttled(page_id):
+            log.warning("poller: page rate limited, left for a later run", extra={"stage": "poll", "page_id": page_id})
+            continue
         for form in graph.paged(f"{page_id}/leadgen_forms", params, page=page_id):
             if not form.get("id"):
                 continue

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import pytest
 
 from fakes.sandbox import RunningSandbox, SandboxGraph, serve
-from shared.errors import IntegrationPaused, TokenInvalid
+from shared.errors import GraphThrottled, IntegrationPaused, TokenInvalid
 from shared.graph.client import GraphClient
 from shared.graph.throttle import ThrottleGate
 from shared.ingest.consumer import ingest_lead_message
@@ -192,3 +192,23 @@ def test_the_health_route_warns_about_a_field_map_key_no_form_asks(pages: Pages)
     detail = facebook_detail(parts)  # type: ignore[arg-type]
     assert detail["warnings"] == ["FIELD_MAP names questions no chosen form asks: favourite_colour?"]
     assert "status" not in detail  # a warning, not a failure
+
+
+def test_a_page_throttled_by_its_own_limit_stops_only_that_page(pages: Pages):
+    pages.graph.sandbox.add_fault("throttle", code=80005, page=P2, count=1, regain_minutes=10)
+    report = poll_once(pages.poller())
+
+    assert report.error is None and report.forms_checked == 2  # page one read; page two held back by its limit
+    assert pages.client.fetch_lead  # the client is still usable
+    gate = pages.client._gate
+    assert gate.blocked_until(P2) > time.time() + 500 and gate.blocked_until(P1) == 0
+    with pytest.raises(GraphThrottled):
+        pages.client.request("GET", f"{P2}/leadgen_forms", page=P2)
+    assert list(pages.client.paged(f"{P1}/leadgen_forms", {}, page=P1))  # page one goes on
+
+
+def test_an_app_wide_limit_stops_every_page(pages: Pages):
+    pages.graph.sandbox.add_fault("throttle", code=4, count=1, regain_minutes=10)
+    poll_once(pages.poller())
+    gate = pages.client._gate
+    assert gate.blocked_until(P1) > time.time() + 500 and gate.blocked_until(P2) > time.time() + 500
