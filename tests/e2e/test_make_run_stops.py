@@ -179,7 +179,7 @@ def test_sigterm_at_random_moments_stops_every_child_and_frees_every_port_each_t
         supervisor = start_on_free_ports(tmp_path / f"cycle-{cycle}")
         try:
             children = supervisor.children()
-            assert len(children) == 4, (children_described(children), supervisor.log())
+            assert len(children) == 5, (children_described(children), supervisor.log())
             time.sleep(rng.uniform(0, 1.5))
             supervisor.process.send_signal(signal.SIGTERM)
             took.append(assert_stopped(supervisor, children, STOPPED_WITHIN))
@@ -206,7 +206,7 @@ def test_sigterm_to_the_group_and_again_from_make_stops_the_stack(supervisor):
 
 def test_the_children_exit_when_the_supervisor_is_killed(supervisor):
     children = supervisor.children()
-    assert len(children) == 4, supervisor.log()
+    assert len(children) == 5, supervisor.log()  # azurite, smtp sink, receiver, sandbox, devhost
     supervisor.process.send_signal(signal.SIGKILL)
     supervisor.process.wait(timeout=5)
     assert_stopped(supervisor, children, ORPHANS_GONE_WITHIN)
