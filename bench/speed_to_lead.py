@@ -57,6 +57,8 @@ DIGITS = re.compile(r"\b\d{6,20}\b")
 def stored_at(db: Path) -> Counter[str]:
     """How many rows each lead id has (each must have one)."""
     with sqlite3.connect(db) as conn:
+        if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'leads'").fetchone():
+            return Counter()  # the ingestion worker has not migrated the file yet
         return Counter(str(row[0]) for row in conn.execute("SELECT facebook_lead_id FROM leads"))
 
 
