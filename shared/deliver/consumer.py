@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from functools import partial
 
-from shared.deliver.deliver import DeliverDeps, deliver
+from shared.deliver.deliver import STALE_CLAIM, DeliverDeps, deliver
 from shared.messaging.messages import DeliveryMessage
 from shared.messaging.processor import Consumer, Handled, Outcome, process
 from shared.messaging.sender import QueueSender
@@ -41,7 +41,7 @@ def enqueue_lead_deliveries(queues: QueueSender, store: Store, facebook_lead_id:
 
 
 def flush_deliveries(queues: QueueSender, store: Store, now: datetime) -> int:
-    """Queue rows whose message never went (1 min), went missing (30 min past due) or whose sender died (10 min)."""
-    keys = store.deliveries.due(now, timedelta(minutes=1), timedelta(minutes=30), timedelta(minutes=10))
+    """Queue rows whose message never went (1 min), went missing (30 min past due) or whose claim went stale."""
+    keys = store.deliveries.due(now, timedelta(minutes=1), timedelta(minutes=30), STALE_CLAIM)
     enqueue_deliveries(queues, store, keys)
     return len(keys)

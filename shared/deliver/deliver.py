@@ -27,6 +27,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,7 +35,7 @@ from typing import Any
 from shared.deliver import chat
 from shared.deliver.destinations import Destination, Destinations
 from shared.deliver.http import DeliveryFailed, post_json
-from shared.errors import PermanentError, StoreUnavailable, TransientError
+from shared.errors import LeadAgentError, PermanentError, StoreUnavailable, TransientError
 from shared.logs import get_logger
 from shared.messaging.messages import DeliveryMessage
 from shared.messaging.processor import Handled, LookAgain
@@ -48,7 +49,11 @@ from shared.store.deliveries import Claimed, Delivery
 log = get_logger(__name__)
 
 LEAD_EVENT_SOURCE = "Lead Monitoring Agent"  # `custom_data.lead_event_source`: the CRM's name, as Meta asks
-IN_PROGRESS_RECHECK_SECONDS = 60.0
+IN_PROGRESS_RECHECK_SECONDS = 30.0
+# A claim older than this is taken over: far longer than one send (DELIVERY_TIMEOUT_SECONDS is at most 30 s),
+# short enough that a sender that died mid-send, or a database that went away under it, delays a delivery
+# by minutes, not hours. The taker sends with the same webhook-id, which the receiver dedupes.
+STALE_CLAIM = timedelta(minutes=2)
 
 
 class DeliveryGaveUp(PermanentError):
@@ -74,7 +79,7 @@ class DeliverDeps:
     form_name: Callable[[str], str | None] = lambda form_id: None
     field_map: Mapping[str, str] = field(default_factory=dict)  # FIELD_MAP: the lead's `mapped` names
     timeout: float = 10.0
-    stale_after: timedelta = timedelta(minutes=10)
+    stale_after: timedelta = STALE_CLAIM
     clock: Callable[[], float] = time.time
     rng: random.Random | None = field(default=None)
 
@@ -91,7 +96,9 @@ def deliver(message: DeliveryMessage, deps: DeliverDeps) -> Handled | LookAgain:
     try:
         status = _send(row, deps)
     except StoreUnavailable:
-        raise  # the processor retries; the claim goes stale and is taken over
+        with suppress(LeadAgentError):  # give the claim back if the database lets us; else it goes stale
+            deps.store.deliveries.release(row.delivery_key, claim.claim_id)
+        raise  # the processor retries the message
     except NothingToDeliver as exc:
         deps.store.deliveries.give_up(row.delivery_key, str(exc))
         return Handled("skipped", str(exc))

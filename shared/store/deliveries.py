@@ -110,6 +110,10 @@ ATTEMPT_FAILED = (
     "UPDATE deliveries SET status = ?, attempts = attempts + 1, last_status = ?, last_error = ?, due_at = ?,"
     " claim_id = NULL WHERE delivery_key = ? AND claim_id = ? AND status = 'delivering'"
 )
+RELEASE = (
+    "UPDATE deliveries SET status = 'pending', claim_id = NULL"
+    " WHERE delivery_key = ? AND claim_id = ? AND status = 'delivering'"
+)
 GIVE_UP = (
     "UPDATE deliveries SET status = 'failed', last_error = ?, claim_id = NULL"
     " WHERE delivery_key = ? AND status IN ('pending', 'delivering')"
@@ -208,6 +212,11 @@ class DeliveryStore:
         due = retry_at or utc_now()
         with self._db.write() as tx:
             return tx.execute(ATTEMPT_FAILED, (status, status_code, reason, due, key, claim_id)) > 0
+
+    def release(self, key: str, claim_id: str) -> bool:
+        """Give a claim back unsent (the attempt could not finish for a reason of ours): `pending` again."""
+        with self._db.write() as tx:
+            return tx.execute(RELEASE, (key, claim_id)) > 0
 
     def give_up(self, key: str, reason: str) -> bool:
         """Fail a row that cannot be delivered at all (its destination is gone, its lead erased)."""

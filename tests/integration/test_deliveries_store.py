@@ -118,3 +118,16 @@ def test_a_stage_is_recorded_once_with_its_conversions_api_delivery(store):  # n
     assert with_routes.deliveries.stages("100008") == ["qualified"]
     event = json.loads(with_routes.deliveries.get(keys[0]).payload or "{}")  # type: ignore[union-attr]
     assert event["stage"] == "qualified" and isinstance(event["event_time"], int)
+
+
+def test_a_claim_given_back_unsent_is_pending_again_and_claimable(store):  # noqa: F811
+    with_routes = routed(store)
+    add(with_routes, "100009")
+    key = delivery_key("slack", "lead", "100009")
+    first = with_routes.deliveries.claim(key, "c1", STALE)
+    assert isinstance(first, Claimed)
+    assert not with_routes.deliveries.release(key, "someone-else")  # only the holder gives it back
+    assert with_routes.deliveries.release(key, "c1")
+    row = with_routes.deliveries.get(key)
+    assert row is not None and (row.status, row.attempts) == ("pending", 0)
+    assert isinstance(with_routes.deliveries.claim(key, "c2", STALE), Claimed)
